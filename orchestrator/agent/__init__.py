@@ -1,0 +1,1 @@
+"""The four research roles (planner, executor, analyst, reflector) and their typed outputs."""

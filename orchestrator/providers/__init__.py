@@ -1,0 +1,1 @@
+"""LLM clients behind one interface (anthropic, mlx); the builtin agent needs none."""
