@@ -139,10 +139,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
         "name": str(meta.get("general.name", gguf_path.stem)),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "model.safetensors.tmp"
-    mx.save_safetensors(str(tmp), tensors)
+    # out_dir is a private temporary directory renamed into place by the caller.
+    mx.save_safetensors(str(out_dir / "model.safetensors"), tensors)
     _tokenizer(meta).save(str(out_dir / "tokenizer.json"))
     (out_dir / "engine_tokenizer.json").write_text(json.dumps(special, indent=1))
-    tmp.replace(out_dir / "model.safetensors")
     # config.json last: its presence marks a complete conversion.
     (out_dir / "config.json").write_text(json.dumps(config, indent=1))

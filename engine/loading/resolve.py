@@ -80,6 +80,8 @@ def _ensure_converted(gguf: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:
         convert_gguf(gguf, tmp)
+        # mkdtemp makes 0700; sandboxed children run as another uid and must read the cache.
+        tmp.chmod(0o755)
         try:
             tmp.rename(target)
         except OSError:

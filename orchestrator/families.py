@@ -1,0 +1,102 @@
+"""Built-in prompt-pair families (factual recall, indirect object identification).
+
+Why here and mlx-free: the task loader expands a ``generator:`` spec into explicit pairs before
+anything runs, so the contract always holds a concrete, reviewable list of pairs. Every prompt in a
+family has the same SmolLM2 token length and every answer is one token (checked by tests).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+from sandbox.schemas import PromptPair
+
+# Famous landmarks whose city is not named in the landmark itself (recall, not copying).
+# Each "<landmark> is in the city of" is 9 SmolLM2 tokens; each " <city>" is one token.
+LANDMARKS: tuple[tuple[str, str], ...] = (
+    ("The Eiffel Tower", "Paris"),
+    ("The Colosseum", "Rome"),
+    ("The Brandenburg Gate", "Berlin"),
+    ("The Parthenon", "Athens"),
+    ("The Hagia Sophia", "Istanbul"),
+    ("The Forbidden City", "Beijing"),
+    ("The Space Needle", "Seattle"),
+    ("The Prado Museum", "Madrid"),
+    ("The Trevi Fountain", "Rome"),
+    ("The Anne Frank House", "Amsterdam"),
+    ("St Mark's Basilica", "Venice"),
+    ("Marina Bay Sands", "Singapore"),
+    ("The Reichstag", "Berlin"),
+    ("The Kremlin Palace", "Moscow"),
+    ("The Louvre Pyramid", "Paris"),
+    ("Trafalgar Square", "London"),
+    ("Park Güell", "Barcelona"),
+    ("The Louvre Museum", "Paris"),
+    ("Bondi Beach", "Sydney"),
+    ("The Galata Tower", "Istanbul"),
+    ("Tivoli Gardens", "Copenhagen"),
+    ("Manneken Pis", "Brussels"),
+    ("The Acropolis Museum", "Athens"),
+    ("The Sistine Chapel", "Rome"),
+    ("The Gateway of India", "Mumbai"),
+    ("The Lotus Temple", "Delhi"),
+    ("Fenway Park", "Boston"),
+    ("Wenceslas Square", "Prague"),
+)
+RECALL_TEMPLATE = "{landmark} is in the city of"
+
+# One-token names, places and objects; every IOI prompt below is 14 tokens.
+IOI_NAMES: tuple[str, ...] = (
+    "Mary", "John", "Tom", "James", "Sarah", "Alice", "Michael", "David", "Emma", "Anna", "Paul", "Mark",
+    "Peter", "Laura", "Kate", "Daniel", "Susan", "Robert", "Lisa", "Andrew", "Rachel", "George", "Henry", "Lucy",
+)
+IOI_PLACES: tuple[str, ...] = ("store", "park", "school", "office", "beach", "library", "station", "market", "garden")
+IOI_OBJECTS: tuple[str, ...] = ("drink", "book", "ball", "pen", "gift", "bag", "letter", "ring", "key", "flower", "cup")
+IOI_TEMPLATE = "When {a} and {b} went to the {place}, {s} gave a {obj} to"
+
+
+def factual_recall_pairs(n: int, seed: int = 0) -> list[PromptPair]:
+    """Landmark → city pairs: the corrupted prompt names a landmark in a different city."""
+    rng = random.Random(seed)
+    pairs: list[PromptPair] = []
+    while len(pairs) < n:
+        order = list(LANDMARKS)
+        rng.shuffle(order)
+        for i, (landmark, city) in enumerate(order):
+            if len(pairs) >= n:
+                break
+            # the next landmark in the shuffled order whose city differs is the corruption
+            other = next(o for o in order[i + 1 :] + order[:i] if o[1] != city)
+            pairs.append(
+                PromptPair(
+                    clean=RECALL_TEMPLATE.format(landmark=landmark),
+                    corrupted=RECALL_TEMPLATE.format(landmark=other[0]),
+                    correct=f" {city}",
+                    wrong=f" {other[1]}",
+                )
+            )
+    return pairs
+
+
+def ioi_pairs(n: int, seed: int = 0) -> list[PromptPair]:
+    """IOI pairs: the corrupted prompt swaps which name is repeated, so the indirect object flips."""
+    rng = random.Random(seed)
+    pairs: list[PromptPair] = []
+    seen: set[str] = set()
+    while len(pairs) < n:
+        a, b = rng.sample(IOI_NAMES, 2)
+        place, obj = rng.choice(IOI_PLACES), rng.choice(IOI_OBJECTS)
+        clean = IOI_TEMPLATE.format(a=a, b=b, place=place, s=b, obj=obj)
+        if clean in seen:
+            continue
+        seen.add(clean)
+        corrupted = IOI_TEMPLATE.format(a=a, b=b, place=place, s=a, obj=obj)
+        pairs.append(PromptPair(clean=clean, corrupted=corrupted, correct=f" {a}", wrong=f" {b}"))
+    return pairs
+
+
+FAMILIES: dict[str, Callable[[int, int], list[PromptPair]]] = {
+    "factual_recall": factual_recall_pairs,
+    "ioi": ioi_pairs,
+}
