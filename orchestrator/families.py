@@ -58,29 +58,30 @@ IOI_TEMPLATE = "When {a} and {b} went to the {place}, {s} gave a {obj} to"
 
 def factual_recall_pairs(n: int, seed: int = 0) -> list[PromptPair]:
     """Landmark → city pairs: the corrupted prompt names a landmark in a different city."""
-    rng = random.Random(seed)
+    if n > len(LANDMARKS):
+        # repeating a landmark would put the same clean prompt in both splits
+        raise ValueError(f"factual_recall has {len(LANDMARKS)} landmarks; use n <= {len(LANDMARKS)}")
+    order = list(LANDMARKS)
+    random.Random(seed).shuffle(order)
     pairs: list[PromptPair] = []
-    while len(pairs) < n:
-        order = list(LANDMARKS)
-        rng.shuffle(order)
-        for i, (landmark, city) in enumerate(order):
-            if len(pairs) >= n:
-                break
-            # the next landmark in the shuffled order whose city differs is the corruption
-            other = next(o for o in order[i + 1 :] + order[:i] if o[1] != city)
-            pairs.append(
-                PromptPair(
-                    clean=RECALL_TEMPLATE.format(landmark=landmark),
-                    corrupted=RECALL_TEMPLATE.format(landmark=other[0]),
-                    correct=f" {city}",
-                    wrong=f" {other[1]}",
-                )
+    for i, (landmark, city) in enumerate(order[:n]):
+        # the next landmark in the shuffled order whose city differs is the corruption
+        other = next(o for o in order[i + 1 :] + order[:i] if o[1] != city)
+        pairs.append(
+            PromptPair(
+                clean=RECALL_TEMPLATE.format(landmark=landmark),
+                corrupted=RECALL_TEMPLATE.format(landmark=other[0]),
+                correct=f" {city}",
+                wrong=f" {other[1]}",
             )
+        )
     return pairs
 
 
 def ioi_pairs(n: int, seed: int = 0) -> list[PromptPair]:
     """IOI pairs: the corrupted prompt swaps which name is repeated, so the indirect object flips."""
+    if n > 5000:
+        raise ValueError("ioi generates at most 5000 distinct pairs; use n <= 5000")
     rng = random.Random(seed)
     pairs: list[PromptPair] = []
     seen: set[str] = set()
