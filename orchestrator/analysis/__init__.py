@@ -13,6 +13,7 @@ from orchestrator.analysis.errors import (
     InvalidPValueError,
     NonFiniteInputError,
 )
+from orchestrator.analysis.significance import SignificanceResult, permutation_test, sign_flip_test
 
 __all__ = [
     "AnalysisError",
@@ -21,6 +22,9 @@ __all__ = [
     "InvalidPValueError",
     "InvalidParameterError",
     "NonFiniteInputError",
+    "SignificanceResult",
     "bootstrap_ci",
     "jackknife_acceleration",
+    "permutation_test",
+    "sign_flip_test",
 ]
