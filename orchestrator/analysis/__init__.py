@@ -13,18 +13,34 @@ from orchestrator.analysis.errors import (
     InvalidPValueError,
     NonFiniteInputError,
 )
+from orchestrator.analysis.multiple import (
+    AdjustedPValues,
+    Correction,
+    adjust_p_values,
+    benjamini_hochberg,
+    holm,
+)
+from orchestrator.analysis.noise import NoiseFloor, effect_in_noise_units, noise_floor
 from orchestrator.analysis.significance import SignificanceResult, permutation_test, sign_flip_test
 
 __all__ = [
+    "AdjustedPValues",
     "AnalysisError",
     "CIMethod",
+    "Correction",
     "InsufficientDataError",
     "InvalidPValueError",
     "InvalidParameterError",
+    "NoiseFloor",
     "NonFiniteInputError",
     "SignificanceResult",
+    "adjust_p_values",
+    "benjamini_hochberg",
     "bootstrap_ci",
+    "effect_in_noise_units",
+    "holm",
     "jackknife_acceleration",
+    "noise_floor",
     "permutation_test",
     "sign_flip_test",
 ]
