@@ -22,6 +22,7 @@ from orchestrator.analysis.multiple import (
 )
 from orchestrator.analysis.noise import NoiseFloor, effect_in_noise_units, noise_floor
 from orchestrator.analysis.significance import SignificanceResult, permutation_test, sign_flip_test
+from orchestrator.analysis.verdict import Verdict, decide
 
 __all__ = [
     "AdjustedPValues",
@@ -34,9 +35,11 @@ __all__ = [
     "NoiseFloor",
     "NonFiniteInputError",
     "SignificanceResult",
+    "Verdict",
     "adjust_p_values",
     "benjamini_hochberg",
     "bootstrap_ci",
+    "decide",
     "effect_in_noise_units",
     "holm",
     "jackknife_acceleration",
