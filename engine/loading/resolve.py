@@ -7,11 +7,15 @@ that lists what was tried.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,15 +139,51 @@ def resolve_model(ref: str) -> ResolvedModel:
     )
 
 
+def _llama_module():
+    """mlx_lm.models.llama without running mlx_lm/__init__, which imports transformers (~1.5 s).
+
+    A temporary package stub lets the submodule import; it is removed afterwards so a later
+    `import mlx_lm` runs the real package __init__ as usual.
+    """
+    if "mlx_lm" in sys.modules:
+        return importlib.import_module("mlx_lm.models.llama")
+    spec = importlib.util.find_spec("mlx_lm")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError("mlx-lm is not installed: `pip install mlx-lm`")
+    stub = types.ModuleType("mlx_lm")
+    stub.__path__ = list(spec.submodule_search_locations)
+    sys.modules["mlx_lm"] = stub
+    try:
+        return importlib.import_module("mlx_lm.models.llama")
+    finally:
+        if sys.modules.get("mlx_lm") is stub:
+            del sys.modules["mlx_lm"]
+
+
+def _load_converted(directory: Path, config: dict):
+    import mlx.core as mx
+
+    llama = _llama_module()
+    model = llama.Model(llama.ModelArgs.from_dict(config))
+    model.load_weights(str(directory / "model.safetensors"), strict=True)
+    mx.eval(model.parameters())
+    return model
+
+
 def load_native(ref: str):
     """Load (mlx-lm model module, tokenizer, config dict, ResolvedModel) for ``ref``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     resolved = resolve_model(ref)
     from engine.tokenizer import load_tokenizer
-    from mlx_lm.utils import load_model
 
-    model, config = load_model(resolved.directory)
+    if resolved.origin in ("embedded-gguf", "gguf"):
+        config = config_of(resolved.directory)
+        model = _load_converted(resolved.directory, config)
+    else:
+        from mlx_lm.utils import load_model
+
+        model, config = load_model(resolved.directory)
     tokenizer = load_tokenizer(resolved.directory)
     return model, tokenizer, config, resolved
 
