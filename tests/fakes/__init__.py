@@ -1,0 +1,1 @@
+"""Test doubles shared across test packages (the fake Anthropic Messages API server)."""
