@@ -93,6 +93,8 @@ def decide(
     sign = direction_sign(claim_direction)
     min_effect = _check_min_effect(min_effect)
     alpha = check_probability(alpha, name="alpha")
+    if prior_p_values is None:
+        raise InvalidParameterError("prior_p_values is None; pass [] for the first claim of a run")
     prior = check_p_values(list(prior_p_values))
     if correction not in CORRECTION_LABELS:
         raise InvalidParameterError(f"correction must be 'holm' or 'bh', got {correction!r}")

@@ -90,3 +90,16 @@ def test_invalid_settings_raise() -> None:
         adjust_p_values([0.1], method="bonferroni")  # type: ignore[arg-type]
     with pytest.raises(InvalidParameterError, match="alpha"):
         adjust_p_values([0.1], method="holm", alpha=1.5)
+
+
+def test_holm_against_a_padded_family_never_keeps_what_the_final_family_rejects() -> None:
+    # The guarantee behind decide(planned_tests=...): deciding claim k against p_1..p_k padded with
+    # 1s up to the budget is never more lenient than Holm over the whole run.
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        m = int(rng.integers(2, 12))
+        p = np.where(rng.random(m) < 0.4, rng.random(m) * 0.01, rng.random(m))
+        final = holm(p)
+        for k in range(m):
+            padded = holm(np.concatenate([p[: k + 1], np.ones(m - k - 1)]))
+            assert padded[k] >= final[k] - 1e-15

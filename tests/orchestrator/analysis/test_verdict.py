@@ -129,3 +129,8 @@ def test_input_errors_are_specific() -> None:
         run(STRONG, correction="bonferroni")
     with pytest.raises(InvalidParameterError, match="direction"):
         run(STRONG, claim_direction="up")
+
+
+def test_missing_prior_p_values_is_an_error_not_an_empty_family() -> None:
+    with pytest.raises(InvalidParameterError, match="pass \\[\\]"):
+        run(STRONG, prior_p_values=None)
