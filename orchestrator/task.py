@@ -267,6 +267,10 @@ def load_task(path: str | Path, *, check_tokenizer: bool = True, warm: bool = Tr
     if data is None:
         raise TaskError(f"{path}: the task file is empty; see tasks/factual_recall.yaml for an example")
     task = parse_task(data, str(path))
+    from orchestrator.contract import SUPPORTED_METRICS
+
+    if task.metric not in SUPPORTED_METRICS:
+        raise TaskError(f"{path}: metric: {task.metric!r} is not supported by the sandbox contract yet; use one of {list(SUPPORTED_METRICS)}")
     task = task.model_copy(update={"model": check_model(task.model, path.parent)})
     try:
         pairs = task.all_pairs()

@@ -1,0 +1,187 @@
+"""`python -m orchestrator run|resume|status|review|report|verify` (DESIGN.md section 8).
+
+Exit codes: 0 ok; 1 verify did not confirm / unexpected failure; 2 bad input (task file, run
+directory); 3 a component is unavailable; 4 the run is locked by another process; 130 interrupted.
+Bad input gets one message on stderr and creates or changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Sequence
+
+from orchestrator.ledger import read_ledger
+from orchestrator.logging import RunLog
+from orchestrator.loop import Loop
+from orchestrator.progress import Progress
+from orchestrator.review import format_review, format_status, review_data, status_data, to_json
+from orchestrator.rundir import RunDir, RunDirError, create_run_dir, default_run_dir, is_run_dir, open_run_dir
+from orchestrator.task import Task, TaskError, load_task
+from orchestrator.wiring import WiringError, build_components
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m orchestrator", description="Unattended interpretability research loop.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="start a run from a task file (or continue the run in --run-dir)")
+    r.add_argument("task", type=Path)
+    r.add_argument("--run-dir", type=Path, default=None, help="default: runs/<task>-<UTC time>")
+    r.add_argument("--runs-root", type=Path, default=Path("runs"))
+    r.add_argument("--quiet", action="store_true", help="no progress line")
+    s = sub.add_parser("resume", help="continue a killed or stopped run exactly where it stopped")
+    s.add_argument("run_dir", type=Path)
+    s.add_argument("--quiet", action="store_true")
+    for name, help_text in (("status", "where a run is: progress, spend, recent attempts"), ("review", "one line per verified finding")):
+        q = sub.add_parser(name, help=help_text)
+        q.add_argument("run_dir", type=Path)
+        q.add_argument("--json", action="store_true")
+    rep = sub.add_parser("report", help="write report.md (and report.html)")
+    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--html", action="store_true")
+    v = sub.add_parser("verify", help="re-run the verifier on a finding (attempt number or findings/NNNN-slug.md)")
+    v.add_argument("run_dir", type=Path)
+    v.add_argument("finding")
+    return p
+
+
+def _open(path: Path) -> RunDir:
+    try:
+        return open_run_dir(path)
+    except RunDirError as exc:
+        raise CliError(str(exc), EXIT_INPUT) from None
+
+
+def _stored_task(run: RunDir) -> Task:
+    try:  # the tokenizer checks passed when the run was created; the contract pins the pairs
+        return load_task(run.task_yaml, check_tokenizer=False)
+    except TaskError as exc:
+        raise CliError(f"{run.root}: its task.yaml no longer loads: {exc}", EXIT_INPUT) from None
+
+
+def _components(task: Task, root: Path):
+    try:
+        return build_components(task, root)
+    except WiringError as exc:
+        raise CliError(f"cannot start: {exc}", EXIT_UNAVAILABLE) from None
+
+
+def _drive(run: RunDir, task: Task, components, quiet: bool) -> int:
+    log = RunLog(run.logs / "run.jsonl")
+    progress = Progress(quiet=quiet)
+    try:
+        state = Loop(run, task, components, log=log, on_progress=progress.update).run_until_stopped()
+    except RunDirError as exc:
+        raise CliError(str(exc), EXIT_LOCKED) from None
+    except KeyboardInterrupt:
+        progress.close()
+        log.warning("interrupted")
+        print(f"interrupted; continue with: python -m orchestrator resume {run.root}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        progress.close()
+        log.close()
+    print(f"{run.root}: finished ({state.stop_reason}); {state.completed} experiments, {state.kept} kept. "
+          f"See: python -m orchestrator review {run.root}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        task = load_task(args.task)
+    except TaskError as exc:
+        raise CliError(str(exc), EXIT_INPUT) from None
+    text = args.task.read_text(encoding="utf-8")
+    path = args.run_dir or default_run_dir(task, args.runs_root)
+    if path.exists() and is_run_dir(path):
+        run = _open(path)
+        stored = _stored_task(run)
+        if stored.model_dump(exclude={"model"}) != task.model_dump(exclude={"model"}):
+            raise CliError(f"{path} holds a run of a different task; use `resume {path}` or another --run-dir", EXIT_INPUT)
+        return _drive(run, stored, _components(stored, path), args.quiet)
+    components = _components(task, path)  # before creating anything
+    try:
+        run = create_run_dir(path, task, text)
+    except RunDirError as exc:
+        raise CliError(str(exc), EXIT_INPUT) from None
+    print(f"run directory: {run.root}", file=sys.stderr)
+    return _drive(run, task, components, args.quiet)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    run = _open(args.run_dir)
+    task = _stored_task(run)
+    return _drive(run, task, _components(task, run.root), args.quiet)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    data = status_data(_open(args.run_dir))
+    print(to_json(data) if args.json else format_status(data))
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    data = review_data(_open(args.run_dir))
+    print(to_json(data) if args.json else format_review(data))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    run = _open(args.run_dir)
+    try:
+        module = importlib.import_module("orchestrator.report")
+        write_report = module.write_report
+    except (ModuleNotFoundError, AttributeError):
+        raise CliError("report is not available yet (orchestrator.report.write_report)", EXIT_UNAVAILABLE) from None
+    print(write_report(run.root, html=args.html))
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from orchestrator.verify_cmd import verify_finding
+
+    run = _open(args.run_dir)
+    match = re.match(r"^(?:.*/)?0*(\d+)(?:-[a-z0-9-]*)?(?:\.md)?$", args.finding)
+    if match is None:
+        raise CliError(f"finding {args.finding!r}: give an attempt number (e.g. 3) or findings/NNNN-slug.md", EXIT_INPUT)
+    task = _stored_task(run)
+    verifier = _components(task, run.root).verifier
+    try:
+        confirmed, lines = verify_finding(run, task, int(match.group(1)), verifier, read_ledger(run.ledger))
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_INPUT) from None
+    print("\n".join(lines))
+    return EXIT_OK if confirmed else EXIT_FAIL
+
+
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm)
+    handlers = {"run": cmd_run, "resume": cmd_resume, "status": cmd_status, "review": cmd_review,
+                "report": cmd_report, "verify": cmd_verify}
+    try:
+        return handlers[args.command](args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except (json.JSONDecodeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL

@@ -1,0 +1,343 @@
+"""The research loop: a per-attempt phase state machine that survives SIGKILL at any instant.
+
+Order of durability (why resume is exact): each phase is written to the attempt record and to
+state.json *before* it acts; its outputs are saved together with the move to the next phase; the
+ledger line is written once per attempt, then the ratchet commit if kept, then state advances.
+On resume every in-flight attempt continues from its recorded phase, and each step checks what is
+already on disk (result file, ledger line, commit trailer) instead of redoing it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from orchestrator.agent.base import AgentContext, ResearchAgent, StepResult, Usage
+from orchestrator.contract import check_contract, contract_hash, restore_contract
+from orchestrator.crashpoints import crash_point
+from orchestrator.fsutil import atomic_write_text, sha256_file, sha256_text
+from orchestrator.interfaces import ExperimentBackend, ExperimentOutcome, ExperimentRequest, Guard, Verifier, VerifyRequest
+from orchestrator.ledger import Ledger
+from orchestrator.logging import NullLog, RunLog
+from orchestrator.progress import Snapshot
+from orchestrator.ratchet import Ratchet
+from orchestrator.records import finding_body, finding_note, finding_title, ledger_entry, research_state
+from orchestrator.rundir import RunDir, RunLock, utc_now
+from orchestrator.state import AttemptRecord, RunState, StateStore
+from orchestrator.task import Task
+from sandbox.schemas import ExperimentResult
+
+
+@dataclass
+class Components:
+    """Everything the loop drives; swap any of them without touching the loop."""
+
+    agent: ResearchAgent
+    backend: ExperimentBackend
+    guard: Guard
+    verifier: Verifier
+    engine_guide: str = ""
+    model_facts: dict[str, Any] | None = None
+
+
+class Loop:
+    def __init__(
+        self,
+        run: RunDir,
+        task: Task,
+        components: Components,
+        *,
+        log: RunLog | None = None,
+        on_progress: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        self.run = run
+        self.task = task
+        self.c = components
+        self.log = log or NullLog()
+        self.on_progress = on_progress
+        self.store = StateStore(run.root)
+        self.ledger = Ledger(run.ledger)
+        self.ratchet = Ratchet(run.root)
+        self.contract_sha = ""
+        self.state: RunState | None = None
+        self._t0 = time.monotonic()
+        self._elapsed0 = 0.0
+
+    # ---------------------------------------------------------------- driving
+    def run_until_stopped(self) -> RunState:
+        """Resume whatever is in flight, then start attempts until a stop condition holds."""
+        with RunLock(self.run):
+            self._open_session()
+            state = self.state
+            assert state is not None
+            while True:
+                for attempt in sorted(state.in_flight):
+                    self._drive(attempt)
+                reason = self._stop_reason()
+                if reason is not None:
+                    break
+                self._start_attempt()
+            state.status = "finished"
+            state.stop_reason = reason
+            self._save_state()
+            self.log.info("run_finished", stop_reason=reason, completed=state.completed, kept=state.kept)
+            return state
+
+    def _open_session(self) -> None:
+        removed = self.ratchet.clear_stale_locks()
+        self.ledger.load()  # drops and repairs a torn final line
+        self.state = self.store.load()
+        self._elapsed0 = self.state.elapsed_s
+        self._t0 = time.monotonic()
+        bad = check_contract(self.run.root)
+        if bad:  # a previous session died between a tampering experiment and its restore
+            restore_contract(self.run.root)
+            self.log.warning("contract_restored_on_resume", problems=bad)
+        self.contract_sha = contract_hash(self.run.root)
+        self.state.status = "running"
+        self.state.sessions += 1
+        self._save_state()
+        self.log.info(
+            "session_started", session=self.state.sessions, in_flight=sorted(self.state.in_flight),
+            completed=self.state.completed, stale_git_locks=removed,
+        )
+
+    def _stop_reason(self) -> str | None:
+        s, b = self.state, self.task.budgets
+        assert s is not None
+        if s.in_flight:
+            return None
+        if any(e.question_answered for e in self.ledger.entries()):
+            return "question_answered"
+        if s.completed >= b.max_experiments:
+            return "max_experiments"
+        if s.elapsed_s >= b.wall_clock_hours * 3600:
+            return "wall_clock"
+        if b.max_dollars is not None and s.usage.dollars >= b.max_dollars:
+            return "max_dollars"
+        if b.max_tokens is not None and s.usage.total_tokens >= b.max_tokens:
+            return "max_tokens"
+        return None
+
+    def _start_attempt(self) -> None:
+        s = self.state
+        assert s is not None
+        attempt = s.next_attempt
+        s.next_attempt += 1
+        s.in_flight[attempt] = "planning"
+        self._save_state()  # the number is taken before anything is produced for it
+        self.store.save_attempt(AttemptRecord(attempt=attempt, started_at=utc_now()))
+        self.log.info("attempt_started", attempt=attempt)
+
+    def _drive(self, attempt: int) -> None:
+        rec = self.store.load_attempt(attempt) or AttemptRecord(attempt=attempt, started_at=utc_now())
+        while rec.phase != "done":
+            phase = rec.phase
+            self._enter(rec)
+            crash_point(phase, attempt)
+            t = time.monotonic()
+            getattr(self, f"_phase_{phase}")(rec)
+            if rec.phase != "done":
+                rec.durations_s[phase] = rec.durations_s.get(phase, 0.0) + time.monotonic() - t
+                self.store.save_attempt(rec)  # outputs and the next phase, in one atomic write
+        self._finish(rec)
+
+    def _enter(self, rec: AttemptRecord) -> None:
+        """Record the phase before it acts (state.json and the attempt record)."""
+        s = self.state
+        assert s is not None
+        s.in_flight[rec.attempt] = rec.phase
+        self._save_state()
+        self.log.info("phase", attempt=rec.attempt, phase=rec.phase, slug=rec.slug, repairs=rec.repairs)
+        self._progress(rec)
+
+    def _save_state(self) -> None:
+        s = self.state
+        assert s is not None
+        s.elapsed_s = self._elapsed0 + (time.monotonic() - self._t0)
+        s.updated_at = utc_now()
+        self.store.save(s)
+
+    def _progress(self, rec: AttemptRecord) -> None:
+        if self.on_progress is None or self.state is None:
+            return
+        s = self.state
+        usage = s.usage + rec.usage if rec.attempt in s.in_flight else s.usage
+        self.on_progress(Snapshot(rec.phase, rec.attempt, self.task.budgets.max_experiments, s.completed, s.kept,
+                                  s.elapsed_s, usage.dollars, usage.total_tokens, rec.slug))
+
+    # ---------------------------------------------------------------- helpers
+    def _context(self) -> AgentContext:
+        return AgentContext(
+            program=self.run.program_md.read_text(encoding="utf-8"),
+            contract_description=(self.run.contract / "metrics.py").read_text(encoding="utf-8"),
+            engine_guide=self.c.engine_guide,
+            model_facts=self.c.model_facts or {},
+            seed=self.task.seed,
+        )
+
+    def _research_state(self):
+        return research_state(self.ledger.entries(), self.task.question, self.task.budgets.max_experiments)
+
+    def _account(self, rec: AttemptRecord, step: StepResult[Any], role: str) -> Any:
+        rec.usage = rec.usage + (step.usage or Usage())
+        if step.value is None:
+            self.log.warning("role_failed", attempt=rec.attempt, role=role, error=step.error)
+        return step.value
+
+    def _end(self, rec: AttemptRecord, decision: str, reason: str) -> None:
+        rec.decision, rec.reason, rec.ended_in, rec.phase = decision, reason, rec.phase, "committing"
+
+    def _result(self, rec: AttemptRecord) -> ExperimentResult:
+        data = json.loads(self.run.result_path(rec.attempt).read_text(encoding="utf-8"))
+        return ExperimentResult.model_validate(data["result"])
+
+    # ---------------------------------------------------------------- phases
+    def _phase_planning(self, rec: AttemptRecord) -> None:
+        plan = self._account(rec, self.c.agent.plan(self._research_state(), self._context()), "planner")
+        crash_point("planned", rec.attempt)
+        if plan is None:
+            return self._end(rec, "failed", "planner produced no valid plan")
+        rec.plan, rec.slug, rec.phase = plan, plan.slug, "writing"
+
+    def _phase_writing(self, rec: AttemptRecord) -> None:
+        assert rec.plan is not None
+        step = self.c.agent.write_experiment(rec.plan, self._research_state(), self._context(), rec.feedback)
+        code = self._account(rec, step, "executor")
+        if code is None:
+            return self._end(rec, "failed", f"executor produced no valid code: {step.error or 'no detail'}")
+        path = self.run.experiment_path(rec.attempt, rec.slug)
+        atomic_write_text(path, code.code)
+        rec.experiment_file, rec.code_sha256, rec.phase = self.run.rel(path), sha256_text(code.code), "guarding"
+
+    def _phase_guarding(self, rec: AttemptRecord) -> None:
+        assert rec.experiment_file is not None
+        message = self.c.guard.check((self.run.root / rec.experiment_file).read_text(encoding="utf-8"))
+        if message is None:
+            rec.guard_ok, rec.phase = True, "running"
+            return
+        self.log.info("guard_rejected", attempt=rec.attempt, message=message)
+        if rec.repairs < self.task.agent.max_repairs:
+            rec.repairs, rec.feedback, rec.phase = rec.repairs + 1, f"guard rejected the code: {message}", "writing"
+            return
+        self._end(rec, "rejected", f"guard rejected the code after {rec.repairs} repairs: {message}")
+
+    def _phase_running(self, rec: AttemptRecord) -> None:
+        assert rec.experiment_file is not None
+        result_path = self.run.result_path(rec.attempt)
+        if result_path.is_file():  # finished before a crash: reuse, never re-run
+            result = self._result(rec)
+            rec.outcome = {"status": "ok", "summary": result.summary, "measurements": result.measurements}
+            rec.phase = "verifying"
+            return
+        outcome = self._run_experiment(rec)
+        if outcome.status == "ok" and outcome.result is not None:
+            payload = {"attempt": rec.attempt, "experiment_sha256": rec.code_sha256, "result": outcome.result.model_dump(mode="json")}
+            atomic_write_text(result_path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+            rec.outcome = {"status": "ok", "summary": outcome.result.summary, "measurements": outcome.result.measurements}
+            rec.phase = "verifying"
+            return
+        rec.outcome = {"status": outcome.status, "error": outcome.error, "details": outcome.details}
+        self.log.info("experiment_failed", attempt=rec.attempt, status=outcome.status, error=outcome.error)
+        if outcome.status == "violation":
+            return self._end(rec, "violation", outcome.error or "sandbox violation")
+        if outcome.status in ("error", "rejected") and rec.repairs < self.task.agent.max_repairs:
+            rec.repairs, rec.feedback, rec.phase = rec.repairs + 1, f"the experiment failed: {outcome.error}", "writing"
+            return
+        self._end(rec, "crash", f"experiment {outcome.status}: {outcome.error or 'no detail'}")
+
+    def _run_experiment(self, rec: AttemptRecord) -> ExperimentOutcome:
+        """Submit, wait, and check the contract before and after (a tampered contract is restored)."""
+        assert rec.experiment_file is not None
+        if check_contract(self.run.root):
+            restore_contract(self.run.root)
+        request = ExperimentRequest(
+            attempt=rec.attempt, run_dir=self.run.root, experiment_file=self.run.root / rec.experiment_file,
+            contract_dir=self.run.contract, seed=self.task.seed, timeout_s=self.task.sandbox.timeout_s,
+            memory_gb=self.task.sandbox.memory_gb, cpu_s=self.task.sandbox.cpu_s,
+        )
+        handle = self.c.backend.submit(request)
+        crash_point("experiment-running", rec.attempt)
+        outcome = self.c.backend.wait(handle)
+        tampered = check_contract(self.run.root)
+        if tampered:
+            restore_contract(self.run.root)
+            self.log.error("contract_violation", attempt=rec.attempt, files=tampered)
+            return ExperimentOutcome(status="violation", error=f"contract files changed during the experiment: {tampered}")
+        return outcome
+
+    def _phase_verifying(self, rec: AttemptRecord) -> None:
+        result = self._result(rec)
+        prior = [float(v["p_value"]) for e in self.ledger.entries() for v in e.statistics if "p_value" in v]
+        prior += [float(v["p_value"]) for v in rec.verifications]
+        sig = self.task.significance
+        for i, claim in enumerate(result.claims):
+            if i < len(rec.verifications):
+                continue  # verified before a crash
+            request = VerifyRequest(
+                run_dir=self.run.root, attempt=rec.attempt, claim_index=i, contract_dir=self.run.contract,
+                seed=self.task.seed, alpha=sig.alpha, correction=sig.correction, bootstrap=sig.bootstrap,
+                prior_p_values=list(prior),
+            )
+            verdict = self.c.verifier.verify(claim, request)
+            verdict = verdict.model_copy(update={"claim_index": i, "statement": verdict.statement or claim.statement})
+            rec.verifications.append(verdict.model_dump(mode="json"))
+            prior.append(verdict.p_value)
+            self.store.save_attempt(rec)
+            crash_point("verified-claim", rec.attempt)
+        rec.phase = "analysing"
+
+    def _phase_analysing(self, rec: AttemptRecord) -> None:
+        assert rec.plan is not None
+        summary = dict(rec.outcome or {})
+        summary["verification"] = rec.verifications
+        rec.analysis = self._account(rec, self.c.agent.analyse(rec.plan, summary, self._context()), "analyst")
+        rec.phase = "reflecting"
+
+    def _phase_reflecting(self, rec: AttemptRecord) -> None:
+        assert rec.plan is not None
+        verification = {"claims": rec.verifications, "any_kept": any(v.get("kept") for v in rec.verifications)}
+        step = self.c.agent.reflect(self._research_state(), rec.plan, rec.analysis, verification, self._context())
+        reflection = self._account(rec, step, "reflector")
+        rec.reflection = reflection
+        if reflection is None:
+            return self._end(rec, "discard", f"reflector produced no valid decision: {step.error or 'no detail'}")
+        if reflection.decision == "keep" and verification["any_kept"]:
+            return self._end(rec, "keep", reflection.reason)
+        if reflection.decision == "keep":
+            return self._end(rec, "discard", f"reflector wanted to keep, but no claim passed verification ({reflection.reason})")
+        self._end(rec, "discard", reflection.reason)
+
+    def _phase_committing(self, rec: AttemptRecord) -> None:
+        if self.ledger.get(rec.attempt) is None:
+            self.ledger.append(ledger_entry(rec, self.contract_sha, utc_now()))
+        crash_point("ledger-written", rec.attempt)
+        if rec.decision == "keep":
+            result = self._result(rec)
+            note = self.run.finding_path(rec.attempt, rec.slug)
+            atomic_write_text(note, finding_note(rec, result))
+            assert rec.experiment_file is not None
+            paths = [rec.experiment_file, self.run.rel(self.run.result_path(rec.attempt)), self.run.rel(note), self.run.rel(self.run.ledger)]
+            sha = self.ratchet.commit_finding(rec.attempt, paths, finding_title(rec), finding_body(rec))
+            self.log.info("finding_committed", attempt=rec.attempt, commit=sha)
+            crash_point("committed", rec.attempt)
+        rec.phase = "done"
+
+    def _finish(self, rec: AttemptRecord) -> None:
+        """Advance the global state once per attempt (idempotent: keyed on in_flight membership)."""
+        s = self.state
+        assert s is not None
+        if rec.attempt in s.in_flight:
+            del s.in_flight[rec.attempt]
+            s.completed += 1
+            s.kept += int(rec.decision == "keep")
+            s.usage = s.usage + rec.usage
+            if rec.reflection is not None and rec.reflection.question_answered:
+                s.answer = rec.reflection.answer
+            self._save_state()
+            self.log.info("attempt_done", attempt=rec.attempt, decision=rec.decision, reason=rec.reason)
+        crash_point("advanced", rec.attempt)
+        self.store.save_attempt(rec)
+        self._progress(rec)
