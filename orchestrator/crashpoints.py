@@ -1,23 +1,46 @@
 """Test-only crash hooks: ORCH_CRASH_AT="point:attempt" SIGKILLs the process at that point.
 
 Why: the crash test needs to kill the loop at exact instants (between ledger write and commit,
-mid-commit...). Unset in production, the hook costs one dict lookup.
+mid-commit...). ``point:*`` matches any attempt; for points without an attempt (atomic file
+writes) ``point:N`` means the N-th time that point is reached in this process. Unset in
+production, each hook costs one environment lookup.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 
 ENV = "ORCH_CRASH_AT"
+_seen: Counter[str] = Counter()
 
 
-def crash_point(point: str, attempt: int) -> None:
-    """Kill this process with SIGKILL if ORCH_CRASH_AT names ``point:attempt`` (or ``point:*``)."""
+def requested(point: str, attempt: int) -> bool:
+    """Whether ORCH_CRASH_AT asks for a crash at ``point`` for ``attempt``."""
     spec = os.environ.get(ENV)
     if not spec:
-        return
+        return False
     for item in spec.split(","):
         name, _, when = item.strip().partition(":")
         if name == point and when in ("*", str(attempt)):
-            os.kill(os.getpid(), signal.SIGKILL)
+            return True
+    return False
+
+
+def kill_now() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_point(point: str, attempt: int) -> None:
+    """SIGKILL this process if ORCH_CRASH_AT names ``point:attempt`` (or ``point:*``)."""
+    if requested(point, attempt):
+        kill_now()
+
+
+def crash_point_nth(point: str) -> None:
+    """SIGKILL this process the N-th time ``point`` is reached, if ORCH_CRASH_AT names ``point:N``."""
+    if not os.environ.get(ENV):
+        return
+    _seen[point] += 1
+    crash_point(point, _seen[point])

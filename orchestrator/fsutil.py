@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from orchestrator.crashpoints import crash_point_nth
+
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or create inside ``path`` durable."""
@@ -34,6 +36,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    crash_point_nth("atomic-rename")
     os.replace(tmp, path)
     fsync_dir(path.parent)
 

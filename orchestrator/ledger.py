@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from orchestrator.crashpoints import kill_now, requested
+
 Decision = Literal["keep", "discard", "crash", "violation", "rejected", "failed"]
 
 
@@ -114,7 +116,12 @@ class Ledger:
         line = json.dumps(entry.model_dump(mode="json"), sort_keys=True, separators=(",", ":")) + "\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(fd, line.encode("utf-8"))
+            data = line.encode("utf-8")
+            if requested("ledger-torn", entry.attempt):  # test hook: die half-way through the line
+                os.write(fd, data[: len(data) // 2])
+                os.fsync(fd)
+                kill_now()
+            os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -139,9 +139,9 @@ class Loop:
             crash_point(phase, attempt)
             t = time.monotonic()
             getattr(self, f"_phase_{phase}")(rec)
-            if rec.phase != "done":
-                rec.durations_s[phase] = rec.durations_s.get(phase, 0.0) + time.monotonic() - t
-                self.store.save_attempt(rec)  # outputs and the next phase, in one atomic write
+            rec.durations_s[phase] = rec.durations_s.get(phase, 0.0) + time.monotonic() - t
+            self.store.save_attempt(rec)  # outputs and the next phase, in one atomic write
+        crash_point("recorded-done", attempt)
         self._finish(rec)
 
     def _enter(self, rec: AttemptRecord) -> None:
@@ -183,6 +183,8 @@ class Loop:
 
     def _account(self, rec: AttemptRecord, step: StepResult[Any], role: str) -> Any:
         rec.usage = rec.usage + (step.usage or Usage())
+        self.log.info("role_called", attempt=rec.attempt, role=role, ok=step.value is not None,
+                      tokens=(step.usage or Usage()).total_tokens, dollars=(step.usage or Usage()).dollars)
         if step.value is None:
             self.log.warning("role_failed", attempt=rec.attempt, role=role, error=step.error)
         return step.value
@@ -228,6 +230,7 @@ class Loop:
         assert rec.experiment_file is not None
         result_path = self.run.result_path(rec.attempt)
         if result_path.is_file():  # finished before a crash: reuse, never re-run
+            self.log.info("experiment_reused", attempt=rec.attempt)
             result = self._result(rec)
             rec.outcome = {"status": "ok", "summary": result.summary, "measurements": result.measurements}
             rec.phase = "verifying"
@@ -259,6 +262,7 @@ class Loop:
             memory_gb=self.task.sandbox.memory_gb, cpu_s=self.task.sandbox.cpu_s,
         )
         handle = self.c.backend.submit(request)
+        self.log.info("experiment_submitted", attempt=rec.attempt, file=rec.experiment_file, repairs=rec.repairs)
         crash_point("experiment-running", rec.attempt)
         outcome = self.c.backend.wait(handle)
         tampered = check_contract(self.run.root)
@@ -326,7 +330,10 @@ class Loop:
         rec.phase = "done"
 
     def _finish(self, rec: AttemptRecord) -> None:
-        """Advance the global state once per attempt (idempotent: keyed on in_flight membership)."""
+        """Advance the global state once per attempt (idempotent: keyed on in_flight membership).
+
+        The record already says done, so a crash before this write is finished by the next session.
+        """
         s = self.state
         assert s is not None
         if rec.attempt in s.in_flight:
@@ -338,6 +345,4 @@ class Loop:
                 s.answer = rec.reflection.answer
             self._save_state()
             self.log.info("attempt_done", attempt=rec.attempt, decision=rec.decision, reason=rec.reason)
-        crash_point("advanced", rec.attempt)
-        self.store.save_attempt(rec)
         self._progress(rec)
