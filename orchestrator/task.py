@@ -271,7 +271,10 @@ def load_task(path: str | Path, *, check_tokenizer: bool = True, warm: bool = Tr
 
     if task.metric not in SUPPORTED_METRICS:
         raise TaskError(f"{path}: metric: {task.metric!r} is not supported by the sandbox contract yet; use one of {list(SUPPORTED_METRICS)}")
-    task = task.model_copy(update={"model": check_model(task.model, path.parent)})
+    try:
+        task = task.model_copy(update={"model": check_model(task.model, path.parent)})
+    except TaskError as exc:
+        raise TaskError(f"{path}: {exc}") from None
     try:
         pairs = task.all_pairs()
     except ValueError as exc:
