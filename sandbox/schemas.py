@@ -52,3 +52,114 @@ class ExperimentResult(BaseModel):
     summary: str = Field(max_length=20_000)
     measurements: dict[str, Any] = Field(default_factory=dict, description="JSON-able numbers, lists and tables")
     claims: list[Claim] = Field(default_factory=list, max_length=64)
+
+
+# ---- sandbox run-time data (parent side; the child harness never imports pydantic) ----------------
+
+Status = Literal[
+    "ok", "rejected", "crashed", "timeout", "resource_limit", "violation", "invalid_result", "cancelled"
+]
+
+
+class ResourceLimits(BaseModel):
+    """Per-experiment limits. The defaults suit a real experiment on the embedded model;
+    tests use much smaller ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: float = Field(default=600.0, gt=0, description="wall clock; the whole process tree is killed after it")
+    memory_mb: int = Field(default=8192, ge=64, description="RLIMIT_AS of the experiment process")
+    cpu_s: int | None = Field(default=None, ge=1, description="RLIMIT_CPU; None = 2 x timeout_s")
+    file_size_mb: int = Field(default=512, ge=1, description="RLIMIT_FSIZE: largest single file it may write")
+    open_files: int = Field(default=256, ge=16, description="RLIMIT_NOFILE")
+    processes: int = Field(default=64, ge=4, description="RLIMIT_NPROC (non-root uid) and pids cgroup max")
+    output_cap_bytes: int = Field(default=8_000_000, ge=1024, description="stdout/stderr beyond this kills the run")
+    tail_bytes: int = Field(default=16_000, ge=256, description="how much of stdout/stderr the outcome keeps")
+    result_cap_bytes: int = Field(default=8_000_000, ge=1024, description="largest result message accepted")
+    tmp_size_mb: int = Field(default=256, ge=1, description="size of the private /tmp (bubblewrap tmpfs)")
+
+    def cpu_seconds(self) -> int:
+        return self.cpu_s if self.cpu_s is not None else int(2 * self.timeout_s) + 1
+
+
+class GuardIssue(BaseModel):
+    """One reason the static guard rejected an experiment file, phrased for the author to act on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    line: int
+    col: int = 0
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+class Durations(BaseModel):
+    """Seconds spent in each phase; ``overhead_s`` is what the sandbox adds to the experiment's own work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    guard_s: float = 0.0
+    hashing_s: float = 0.0
+    setup_s: float = 0.0
+    startup_s: float = 0.0
+    model_load_s: float = 0.0
+    run_s: float = 0.0
+    total_s: float = 0.0
+
+    @property
+    def overhead_s(self) -> float:
+        return max(0.0, self.total_s - self.run_s)
+
+
+class ExperimentOutcome(BaseModel):
+    """What the runner reports for one attempt; written by the parent to results/NNNN.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    number: int
+    experiment: str
+    status: Status
+    reason: str = ""
+    result: ExperimentResult | None = None
+    guard_enabled: bool = True
+    guard_issues: list[GuardIssue] = Field(default_factory=list)
+    returncode: int | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    durations: Durations = Field(default_factory=Durations)
+    isolation: list[str] = Field(default_factory=list)
+    contract_before: str = ""
+    contract_after: str = ""
+
+
+class VerificationResult(BaseModel):
+    """The verifier's measurement of one claim on the held-out split (statistics are the analyst's job).
+
+    ``effects[i]`` is the claim's effect on the i-th held-out pair that was not excluded (see
+    ``excluded_pairs``: pairs whose clean-corrupted metric gap is ~0 cannot be normalised);
+    ``null_effects[mode][k][i]`` is the same measurement for null draw k of that mode:
+    ``random_components`` moves every intervention to random layers/heads/positions of the same count,
+    ``shuffled_source`` patches from a different pair of the same family (derangement of the source rows).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok", "error"]
+    reason: str = ""
+    metric: str = ""
+    n_pairs: int = 0
+    effects: list[float] = Field(default_factory=list)
+    target_metric: list[float] = Field(default_factory=list)
+    intervened_metric: list[float] = Field(default_factory=list)
+    clean_metric: list[float] = Field(default_factory=list)
+    corrupted_metric: list[float] = Field(default_factory=list)
+    null_effects: dict[str, list[list[float]]] = Field(default_factory=dict)
+    excluded_pairs: list[int] = Field(default_factory=list, description="held-out pairs left out (index)")
+    notes: list[str] = Field(default_factory=list, description="why pairs or null modes were left out")
+    seed: int = 0
+    durations: Durations = Field(default_factory=Durations)
+    isolation: list[str] = Field(default_factory=list)

@@ -1,0 +1,163 @@
+"""Trusted verifier child: ``python -I -m sandbox.verify_entry REQUEST_JSON RESULT_FD``.
+
+Loads NO agent code. Measures a Claim on the held-out pairs with the contract metric, plus null
+draws (the same claim structure at random components, or patched from a mismatched pair), and sends
+per-pair numbers to the parent. Statistics (CIs, p-values, multiple comparisons) are the analyst's.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import traceback
+from collections import defaultdict
+from typing import Any
+
+from sandbox.childlib import Channel, apply_rlimits, read_request
+
+GAP_EPS = 1e-6
+LAYER_HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+def _groups(model: Any, pairs: list[Any]) -> tuple[dict[int, list[int]], list[int], list[str]]:
+    """Pair indices grouped by token length (batches need equal lengths); unusable pairs and why."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    left_out, notes = [], []
+    for i, p in enumerate(pairs):
+        n_clean, n_corr = len(model.to_str_tokens(p.clean)), len(model.to_str_tokens(p.corrupted))
+        if n_clean != n_corr:
+            left_out.append(i)
+            notes.append(f"pair {i}: clean has {n_clean} tokens, corrupted {n_corr}; left out")
+            continue
+        groups[n_clean].append(i)
+    return groups, left_out, notes
+
+
+def _randomised(claim: Any, cfg: Any, n_pos: int, rng: Any) -> list[Any]:
+    """The claim's interventions moved to random layers / heads (or positions when neither applies)."""
+    out = []
+    for iv in claim.interventions:
+        update: dict[str, Any] = {}
+        m = LAYER_HOOK.match(iv.hook)
+        if m and cfg.n_layers > 1:
+            layer = int(m.group(1))
+            choices = [x for x in range(cfg.n_layers) if x != layer]
+            update["hook"] = f"blocks.{int(rng.choice(choices))}.{m.group(2)}"
+        if iv.heads:
+            n_heads = cfg.n_kv_heads if iv.hook.endswith(("hook_k", "hook_v")) else cfg.n_heads
+            update["heads"] = sorted(int(h) for h in rng.choice(n_heads, size=min(len(iv.heads), n_heads),
+                                                                 replace=False))
+        if not update and iv.positions:
+            update["positions"] = sorted(int(p) for p in rng.choice(n_pos, size=min(len(iv.positions), n_pos),
+                                                                     replace=False))
+        out.append(iv.model_copy(update=update))
+    return out
+
+
+def _derangement(n: int, rng: Any) -> list[int]:
+    while True:
+        perm = [int(x) for x in rng.permutation(n)]
+        if all(perm[i] != i for i in range(n)):
+            return perm
+
+
+def measure(request: dict[str, Any]) -> dict[str, Any]:
+    import mlx.core as mx
+    import numpy as np
+
+    import engine
+    from engine.interventions import needs_reference, needs_source
+    from sandbox.metric import per_pair
+    from sandbox.schemas import Claim, PromptPair
+
+    claim = Claim.model_validate(request["claim"])
+    pairs = [PromptPair.model_validate(p) for p in request["pairs"]]
+    metric, seed, n_null = request["metric"], int(request["seed"]), int(request["n_null"])
+    t = time.perf_counter()
+    model = engine.load_model(request["model"])
+    load_s = time.perf_counter() - t
+    groups, excluded, notes = _groups(model, pairs)
+    rng = np.random.default_rng(seed)
+    modes = [m for m in request["null_modes"] if m in ("random_components", "shuffled_source")]
+    if "shuffled_source" in modes and not (needs_source(claim.interventions) or needs_reference(claim.interventions)):
+        modes.remove("shuffled_source")
+        notes.append("shuffled_source null skipped: the claim uses no source or reference activations")
+    if "shuffled_source" in modes and any(len(ix) < 2 for ix in groups.values()):
+        modes.remove("shuffled_source")
+        notes.append("shuffled_source null skipped: some token-length group has a single pair")
+    rows: dict[str, list[float]] = defaultdict(list)
+    null: dict[str, list[list[float]]] = {m: [[] for _ in range(n_null)] for m in modes}
+    used: list[int] = []
+    for n_pos, idx in sorted(groups.items()):
+        group = [pairs[i] for i in idx]
+        clean = model.to_tokens([p.clean for p in group])
+        corr = model.to_tokens([p.corrupted for p in group])
+        correct = [model.token_id(p.correct) for p in group]
+        wrong = [model.token_id(p.wrong) for p in group]
+        src_tok = clean if claim.source == "clean" else corr
+        tgt_tok = corr if claim.target == "corrupted" else clean
+
+        def run(interventions: list[Any], perm: list[int] | None = None) -> list[float]:
+            src = None
+            if needs_source(interventions) or needs_reference(interventions):
+                hooks = sorted({iv.hook for iv in interventions})
+                _, cache = model.run_with_cache(src_tok, names=hooks)
+                src = {h: (cache[h][mx.array(perm)] if perm is not None else cache[h]) for h in hooks}
+            return per_pair(metric, model.run_with_hooks(tgt_tok, interventions, source=src, reference=src),
+                            correct, wrong)
+
+        m_clean = per_pair(metric, model.forward(clean), correct, wrong)
+        m_corr = per_pair(metric, model.forward(corr), correct, wrong)
+        m_tgt = m_corr if claim.target == "corrupted" else m_clean
+        m_int = run(claim.interventions)
+        keep = [j for j in range(len(idx)) if not claim.normalise or abs(m_clean[j] - m_corr[j]) > GAP_EPS]
+        gapless = [idx[j] for j in range(len(idx)) if j not in keep]
+        excluded += gapless
+
+        def effect(values: list[float]) -> list[float]:
+            return [(values[j] - m_tgt[j]) / ((m_clean[j] - m_corr[j]) if claim.normalise else 1.0) for j in keep]
+
+        for name, vals in (("clean", m_clean), ("corrupted", m_corr), ("target", m_tgt), ("intervened", m_int)):
+            rows[name] += [vals[j] for j in keep]
+        rows["effects"] += effect(m_int)
+        used += [idx[j] for j in keep]
+        for k in range(n_null):
+            if "random_components" in null:
+                null["random_components"][k] += effect(run(_randomised(claim, model.cfg, n_pos, rng)))
+            if "shuffled_source" in null:
+                null["shuffled_source"][k] += effect(run(claim.interventions, _derangement(len(idx), rng)))
+        if gapless:
+            notes.append(f"pairs {gapless} left out: clean and corrupted metric are equal, so the effect "
+                         "cannot be normalised")
+    return {"status": "ok", "metric": metric, "n_pairs": len(used), "effects": rows["effects"],
+            "target_metric": rows["target"], "intervened_metric": rows["intervened"],
+            "clean_metric": rows["clean"], "corrupted_metric": rows["corrupted"], "null_effects": null,
+            "excluded_pairs": sorted(excluded), "notes": notes, "seed": seed,
+            "durations": {"model_load_s": load_s}}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -I -m sandbox.verify_entry REQUEST_JSON RESULT_FD", file=sys.stderr)
+        return 4
+    channel = Channel(int(argv[1]))
+    request = read_request(argv[0])
+    apply_rlimits(request["limits"])
+    channel.send({"type": "ready"})
+    start = time.perf_counter()
+    try:
+        result = measure(request)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as a failed verification
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
+        channel.send({"type": "error", "error_type": type(exc).__name__, "error": str(exc)[:2000],
+                      "traceback": tb})
+        return 1
+    result["durations"]["run_s"] = time.perf_counter() - start
+    channel.send({"type": "result", "result": result})
+    channel.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
