@@ -1,1 +1,43 @@
-"""LLM clients behind one interface (anthropic, mlx); the builtin agent needs none."""
+"""LLM clients behind one interface (anthropic, mlx); the builtin agent needs none.
+
+Imports are lazy so that the builtin path never loads the anthropic SDK.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from orchestrator.agent.llm import LLMAgent
+    from orchestrator.providers.base import CallRecord, LLMClient
+    from orchestrator.task import Task
+
+
+def make_client(provider: str, model: str | None = None, *, max_tokens: int | None = None,
+                max_dollars: float | None = None, sink: "Callable[[CallRecord], None] | None" = None,
+                **options: Any) -> "LLMClient":
+    """An LLMClient for ``provider`` with a ledger enforcing the given budget; options go to the client."""
+    from orchestrator.providers.base import Budget, UsageLedger
+
+    ledger = UsageLedger(Budget(max_tokens=max_tokens, max_dollars=max_dollars), sink=sink)
+    if provider == "anthropic":
+        from orchestrator.providers.anthropic_client import DEFAULT_MODEL, AnthropicClient
+
+        return AnthropicClient(model or DEFAULT_MODEL, ledger=ledger, **options)
+    if provider == "mlx":
+        from orchestrator.providers.mlx_client import MLXClient
+
+        return MLXClient(model or "smollm2-135m", ledger=ledger, **options)
+    raise ValueError(f"unknown LLM provider {provider!r}: use 'anthropic' or 'mlx' (or 'builtin' for no LLM)")
+
+
+def make_agent(task: "Task", **options: Any) -> "LLMAgent":
+    """The LLMAgent for ``task.agent`` (provider, model, max_repairs) under ``task.budgets``.
+
+    Raises ProviderConfigError (e.g. ANTHROPIC_API_KEY not set) before anything is created.
+    """
+    from orchestrator.agent.llm import LLMAgent
+
+    client = make_client(task.agent.provider, task.agent.model, max_tokens=task.budgets.max_tokens,
+                         max_dollars=task.budgets.max_dollars, **options)
+    return LLMAgent(client, max_repairs=task.agent.max_repairs)

@@ -57,8 +57,27 @@ def validate(schema: type[M], data: Any) -> tuple[M | None, str | None]:
         return None, f"invalid output: {str(exc)[:MAX_ERROR_CHARS]}"
 
 
-def extract_json_object(text: str) -> tuple[Any, str | None]:
-    """The first JSON object in free text (models wrap JSON in prose or code fences), or an error."""
+def extract_json_object(text: str, *, lenient: bool = False) -> tuple[Any, str | None]:
+    """The first JSON object in free text (models wrap JSON in prose or code fences), or an error.
+
+    ``lenient`` also accepts trailing commas (a common small-model slip); the result is still
+    validated against the schema, so leniency never lets a wrong value through.
+    """
+    candidates = [text]
+    if lenient:
+        fixed = re.sub(r",(\s*[}\]])", r"\1", text)
+        if fixed != text:
+            candidates.append(fixed)
+    first_error: str | None = None
+    for candidate in candidates:
+        obj, error = _first_object(candidate)
+        if error is None:
+            return obj, None
+        first_error = first_error or error
+    return None, first_error
+
+
+def _first_object(text: str) -> tuple[Any, str | None]:
     decoder = json.JSONDecoder()
     first_error: str | None = None
     for match in re.finditer(r"\{", text):
