@@ -3,19 +3,21 @@
 The loop calls ``write_report(run_dir)`` at the end of a run; ``python -m orchestrator report
 RUN_DIR [--html]`` calls it on demand. Both only read the run (ledger, state, findings branch,
 result files) and write the report files, so it is safe on a live run as well.
+Matplotlib is imported only when a report is built, so `status` and `review` stay quick.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orchestrator.report import html as html_render
-from orchestrator.report import markdown
-from orchestrator.report.assemble import Document, build_document
 from orchestrator.report.data import ReportData, ReportError, load_report_data
 
-__all__ = ["Document", "ReportData", "ReportError", "build_report", "load_report_data", "write_report"]
+if TYPE_CHECKING:
+    from orchestrator.report.assemble import Document
+
+__all__ = ["ReportData", "ReportError", "build_report", "load_report_data", "write_report"]
 
 
 def _replace(path: Path, text: str) -> None:
@@ -25,8 +27,10 @@ def _replace(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def build_report(run_dir: Path) -> Document:
+def build_report(run_dir: Path) -> "Document":
     """The report's document model (data + rendered plots) without writing anything."""
+    from orchestrator.report.assemble import build_document
+
     return build_document(load_report_data(Path(run_dir)))
 
 
@@ -35,6 +39,9 @@ def write_report(run_dir: Path, html: bool = True) -> list[Path]:
 
     Raises ReportError when ``run_dir`` is not a readable run directory.
     """
+    from orchestrator.report import html as html_render
+    from orchestrator.report import markdown
+
     run_dir = Path(run_dir)
     doc = build_report(run_dir)
     markdown.write_files(doc, run_dir)

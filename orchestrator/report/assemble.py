@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 
 from orchestrator.report import fmt, ledger_figures
 from orchestrator.report.data import ClaimStat, ExperimentData, ReportData
-from orchestrator.report.figures import render_spec, show_token
+from orchestrator.report.figures import render_spec
+from orchestrator.report.fmt import show_token
 from orchestrator.report.specs import FigureSpec
 
 STOP_REASONS = {

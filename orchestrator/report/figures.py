@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 import warnings
 from contextlib import contextmanager
 from typing import Iterator
@@ -17,7 +18,8 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from orchestrator.report.specs import FigureSpec
+from orchestrator.report.fmt import show_token
+from orchestrator.report.specs import FigureSpec, graph_layers
 
 DPI = 100
 POSITIVE, NEGATIVE, NEUTRAL = "#1f5fa8", "#c0392b", "#9e9e9e"
@@ -46,13 +48,6 @@ def to_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return buf.getvalue()
-
-
-def show_token(token: str) -> str:
-    """A prompt token as a tick label: whitespace made visible, control characters escaped."""
-    out = token.replace("\n", "\\n").replace("\t", "\\t")
-    out = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in out)
-    return out if out.strip() else repr(token)
 
 
 def _clamp(x: float, lo: float, hi: float) -> float:
@@ -90,8 +85,7 @@ def heatmap(spec: FigureSpec) -> bytes:
     with _plain_text():
         fig = new_figure(_clamp(2.8 + 0.55 * cols, 5.0, 12.0), _clamp(1.8 + 0.17 * rows, 3.2, 10.0))
         ax = fig.add_subplot()
-        cmap = matplotlib.colormaps["RdBu"].copy()
-        cmap.set_bad("#dddddd")
+        cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="#dddddd")
         image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=-bound, vmax=bound, aspect="auto",
                           interpolation="nearest")
         fig.colorbar(image, ax=ax, shrink=0.8)
@@ -110,8 +104,14 @@ def heatmap(spec: FigureSpec) -> bytes:
         return to_png(fig)
 
 
+def title(text: str, width: int = 90) -> str:
+    """At most two lines, so a long agent-written title cannot squeeze the plot away."""
+    lines = textwrap.wrap(text, width) or [""]
+    return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
+
+
 def _labels(ax, spec: FigureSpec) -> None:
-    ax.set_title(spec.title, loc="left")
+    ax.set_title(title(spec.title), loc="left")
     ax.set_xlabel(spec.x_label)
     ax.set_ylabel(spec.y_label)
 
@@ -156,20 +156,6 @@ def line(spec: FigureSpec) -> bytes:
         ax.grid(alpha=0.25)
         _labels(ax, spec)
         return to_png(fig)
-
-
-def graph_layers(spec: FigureSpec) -> dict[str, float]:
-    """Each node's layer; nodes without one go below the sources (inputs) or above the sinks (logits)."""
-    known = [n.layer for n in spec.nodes if n.layer is not None and math.isfinite(n.layer)]
-    lo, hi = (min(known), max(known)) if known else (0.0, 0.0)
-    has_out = {e.source for e in spec.edges}
-    layers = {}
-    for node in spec.nodes:
-        if node.layer is not None and math.isfinite(node.layer):
-            layers[node.id] = node.layer
-        else:
-            layers[node.id] = lo - 1 if node.id in has_out else hi + 1
-    return layers
 
 
 def graph_positions(spec: FigureSpec) -> tuple[dict[str, tuple[float, float]], list[float]]:
@@ -223,7 +209,7 @@ def graph(spec: FigureSpec) -> bytes:
         ax.set_yticklabels([f"{y:g}" if y in given else ("input" if y < lowest else "output") for y in levels])
         ax.set_xticks([])
         ax.spines["bottom"].set_visible(False)
-        ax.set_title(spec.title, loc="left")
+        ax.set_title(title(spec.title), loc="left")
         ax.set_ylabel(spec.y_label or "layer")
         return to_png(fig)
 

@@ -12,6 +12,12 @@ import math
 import re
 
 EFFECT_DIGITS = 4
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text: object) -> str:
+    """Text with control, terminal-escape and bidi-override characters removed (newlines and tabs kept)."""
+    return _CONTROL.sub("", str(text))
 
 
 def is_num(x: float | None) -> bool:
@@ -52,7 +58,7 @@ def hms(seconds: float) -> str:
 
 def one_line(text: str, limit: int = 0) -> str:
     """Collapse whitespace (agent text in a table cell must not break the table)."""
-    out = " ".join(str(text).split())
+    out = " ".join(clean(text).split())
     return out if not limit or len(out) <= limit else out[: limit - 1] + "…"
 
 
@@ -89,15 +95,22 @@ def md(text: str) -> str:
 
 def md_block(text: str) -> str:
     """Multi-line agent text for report.md, as a blockquote (lines kept, same escaping as ``md``)."""
-    lines = [line.rstrip() for line in str(text).strip().splitlines()]
+    lines = [line.rstrip() for line in clean(text).strip().splitlines()]
     return "\n".join("> " + _md_line(line) if line else ">" for line in lines) or "> (none)"
 
 
 def h(text: object) -> str:
     """Anything from the run, escaped for HTML text or a quoted attribute."""
-    return html.escape(str(text), quote=True)
+    return html.escape(clean(text), quote=True)
 
 
 def slugify(text: str, limit: int = 40) -> str:
     out = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return out[:limit].strip("-") or "figure"
+
+
+def show_token(token: str) -> str:
+    """A prompt token as a tick label: whitespace made visible, control characters escaped."""
+    out = token.replace("\n", "\\n").replace("\t", "\\t")
+    out = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in out)
+    return out if out.strip() else repr(token)

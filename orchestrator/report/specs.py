@@ -224,6 +224,20 @@ class FeatureCard(_Lenient):
         return (self.scores[name] - base.mean) / base.std
 
 
+def graph_layers(spec: FigureSpec) -> dict[str, float]:
+    """Each node's layer; nodes without one go below the sources (inputs) or above the sinks (logits)."""
+    known = [n.layer for n in spec.nodes if n.layer is not None and math.isfinite(n.layer)]
+    lo, hi = (min(known), max(known)) if known else (0.0, 0.0)
+    has_out = {e.source for e in spec.edges}
+    layers = {}
+    for node in spec.nodes:
+        if node.layer is not None and math.isfinite(node.layer):
+            layers[node.id] = node.layer
+        else:
+            layers[node.id] = lo - 1 if node.id in has_out else hi + 1
+    return layers
+
+
 def _why(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
