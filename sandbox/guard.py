@@ -104,7 +104,7 @@ class _Checker(ast.NodeVisitor):
                 self.add(node, f"import of '{module}' is not allowed (it reaches files, processes or C memory); "
                                f"use numpy's array functions instead")
                 return False
-        if any(p.startswith("_") for p in parts):
+        if module != "__future__" and any(p.startswith("_") for p in parts):
             self.add(node, f"import of private module '{module}' is not allowed; use public names only")
             return False
         return True

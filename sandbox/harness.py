@@ -16,7 +16,7 @@ import traceback
 from types import ModuleType
 from typing import Any
 
-from sandbox.childlib import Channel, NotJsonData, apply_rlimits, read_request, to_jsonable
+from sandbox.childlib import Channel, NotJsonData, apply_rlimits, exit_now, read_request, to_jsonable
 
 TRACEBACK_CHARS = 6000
 
@@ -78,10 +78,9 @@ def main(argv: list[str]) -> int:
     apply_rlimits(request["limits"])
     channel.send({"type": "ready"})
     code = run_request(request, channel)
-    sys.stdout.flush()
     channel.close()
     return code
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))

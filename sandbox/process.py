@@ -196,8 +196,8 @@ def launch_isolated(entry: str, request: dict[str, Any], scratch: Path, limits: 
         os.chown(scratch, CHILD_UID, CHILD_UID)
         os.chmod(scratch, 0o711)  # bubblewrap (root, no capabilities) must chdir into it
     read_fd, write_fd = os.pipe()
-    boot = (f"import sys;sys.path.insert(0,{str(PROJECT_ROOT)!r});from {entry} import main;"
-            "raise SystemExit(main(sys.argv[1:]))")
+    boot = (f"import sys;sys.path.insert(0,{str(PROJECT_ROOT)!r});from {entry} import main, exit_now;"
+            "exit_now(main(sys.argv[1:]))")
     inner = [sys.executable, "-I", "-c", boot, str(request_path), str(write_fd)]
     env = child_env(scratch)
     argv = build_command(inner, scratch, env, report, hidden=hidden, readable=readable_paths(extra_readable),
@@ -267,6 +267,9 @@ def interpret(run: ProcessRun, limits: ResourceLimits) -> tuple[Status, str, dic
     if msg["type"] == "error":
         if msg.get("error_type") == "MemoryError":
             return "resource_limit", f"out of memory: the limit is {limits.memory_mb} MB of address space", msg
+        if "File too large" in str(msg.get("error")):
+            return "resource_limit", (f"the child tried to write a file larger than {limits.file_size_mb} MB (EFBIG); "
+                                      "return data in the result dict instead of writing files"), msg
         text = f"run(ctx) raised {msg.get('error_type')}: {msg.get('error')}\n{msg.get('traceback', '')}"
         return "crashed", str(text)[-REASON_CHARS:], msg
     if msg["type"] == "invalid":

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from sandbox.contract import contract_digest, load_contract, restore_contract, verify_contract
 from sandbox.guard import MAX_SOURCE_BYTES, check_source, format_issues
-from sandbox.isolation import isolation_report
+from sandbox.isolation import IsolationReport, isolation_report
 from sandbox.process import ProcessRun, interpret, launch_isolated
 from sandbox.schemas import Durations, ExperimentOutcome, ExperimentResult, ResourceLimits, Status
 
@@ -68,12 +68,17 @@ def _read_source(path: Path) -> bytes:
 
 def run_experiment(run_dir: Path, experiment: Path, number: int, *, limits: ResourceLimits | None = None,
                    guard: bool = True, scratch_root: Path | None = None, keep_scratch: bool = False,
-                   cancel: threading.Event | None = None, write_result: bool = True) -> ExperimentOutcome:
-    """Guard, run and classify one experiment; ``guard=False`` exists only to test the OS layer alone."""
+                   cancel: threading.Event | None = None, write_result: bool = True,
+                   isolation: IsolationReport | None = None) -> ExperimentOutcome:
+    """Guard, run and classify one experiment.
+
+    ``guard=False`` exists only to test the OS layer alone; ``isolation`` overrides the detected
+    layers (tests of the fallbacks pass ``isolation_report("unshare")``).
+    """
     limits = limits or ResourceLimits()
     run_dir = Path(run_dir).resolve()
     start = time.perf_counter()
-    report = isolation_report()
+    report = isolation or isolation_report()
     outcome = ExperimentOutcome(number=number, experiment=Path(experiment).name, status="crashed",
                                 guard_enabled=guard, isolation=report.layers)
     dur = Durations()

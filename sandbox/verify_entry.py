@@ -14,7 +14,7 @@ import traceback
 from collections import defaultdict
 from typing import Any
 
-from sandbox.childlib import Channel, apply_rlimits, read_request
+from sandbox.childlib import Channel, apply_rlimits, exit_now, read_request
 
 GAP_EPS = 1e-6
 LAYER_HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
@@ -160,4 +160,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))
