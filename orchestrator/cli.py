@@ -50,9 +50,11 @@ def _parser() -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=help_text)
         q.add_argument("run_dir", type=Path)
         q.add_argument("--json", action="store_true")
-    rep = sub.add_parser("report", help="write report.md (and report.html)")
+    sub.choices["review"].add_argument("--show", type=int, metavar="N", default=None,
+                                       help="one attempt in full: verified figures, finding note, code, figures")
+    rep = sub.add_parser("report", help="write report.md (and report.html) into the run directory")
     rep.add_argument("run_dir", type=Path)
-    rep.add_argument("--html", action="store_true")
+    rep.add_argument("--html", action="store_true", help="also write the self-contained report.html")
     v = sub.add_parser("verify", help="re-run the verifier on a finding (attempt number or findings/NNNN-slug.md)")
     v.add_argument("run_dir", type=Path)
     v.add_argument("finding")
@@ -135,8 +137,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    data = review_data(_open(args.run_dir))
-    print(to_json(data) if args.json else format_review(data))
+    from orchestrator.report import ReportError
+    from orchestrator.report.show import NoSuchAttempt
+    from orchestrator.review import format_show, show_data, show_json
+
+    run = _open(args.run_dir)
+    if args.show is None:
+        data = review_data(run)
+        print(to_json(data) if args.json else format_review(data))
+        return EXIT_OK
+    try:
+        detail = show_data(run, args.show)
+    except (NoSuchAttempt, ReportError) as exc:
+        raise CliError(str(exc), EXIT_INPUT) from None
+    print(to_json(show_json(detail)) if args.json else format_show(detail))
     return EXIT_OK
 
 
@@ -147,7 +161,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_report = module.write_report
     except (ModuleNotFoundError, AttributeError):
         raise CliError("report is not available yet (orchestrator.report.write_report)", EXIT_UNAVAILABLE) from None
-    print(write_report(run.root, html=args.html))
+    try:
+        paths = write_report(run.root, html=args.html)
+    except module.ReportError as exc:
+        raise CliError(str(exc), EXIT_INPUT) from None
+    print("\n".join(str(p) for p in paths))
     return EXIT_OK
 
 
