@@ -68,7 +68,7 @@ class Document:
 
 def stop_text(d: ReportData) -> str:
     if d.stop_reason:
-        return STOP_REASONS.get(d.stop_reason, f"it stopped ({d.stop_reason})")
+        return STOP_REASONS.get(d.stop_reason, fmt.one_line(d.stop_reason, 300))
     return {"running": "it is still running", "created": "it has not started"}.get(d.status, f"its status is {d.status}")
 
 
