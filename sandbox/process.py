@@ -232,8 +232,8 @@ def _no_result_reason(run: ProcessRun, limits: ResourceLimits) -> tuple[Status, 
         return "resource_limit", (f"the child tried to write a file larger than {limits.file_size_mb} MB "
                                   "(SIGXFSZ); return data in the result dict instead of writing files")
     if sig == signal.SIGKILL:
-        return "resource_limit", ("killed by signal 9 (SIGKILL) without a result: most likely the memory, CPU "
-                                  "or process limit")
+        return "resource_limit", ("killed by signal 9 (SIGKILL) before sending a result: a kernel limit (memory, "
+                                  "CPU time) or the experiment's own processes killed it")
     if sig is not None:
         return "crashed", f"the child process was killed by signal {sig} ({_signal_name(sig)})"
     if run.ready_s is None:

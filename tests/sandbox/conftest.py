@@ -66,7 +66,7 @@ def tree_state(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, tuple[int, 
     return state
 
 
-def sandbox_uid_processes(marker: str) -> list[int]:
+def sandbox_uid_processes(marker: str, uid: str | None = "65534") -> list[int]:
     """Processes still running as the sandbox uid whose environment mentions ``marker`` (this test's
     scratch root: other engineers' sandboxes may run concurrently on the same machine)."""
     pids = []
@@ -78,7 +78,7 @@ def sandbox_uid_processes(marker: str) -> list[int]:
             except OSError:
                 continue
             uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
-            if uid_line.split()[1:2] == ["65534"] and marker.encode() in environ:
+            if (uid is None or uid_line.split()[1:2] == [uid]) and marker.encode() in environ:
                 pids.append(int(entry.name))
     return pids
 

@@ -1,0 +1,83 @@
+"""The weaker isolation modes still contain what they claim to: network (unshare), process trees
+(pid namespace / pids cgroup), secrets (environment allow-list) and the contract (hash + git restore)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.contract import contract_digest, verify_contract
+from sandbox.isolation import IsolationReport, isolation_report
+from sandbox.runner import run_experiment
+from tests.sandbox.attacks import ATTACKS
+from tests.sandbox.conftest import FAST, sandbox_uid_processes
+
+BY_NAME = {a.name: a for a in ATTACKS}
+
+
+@pytest.fixture(params=["unshare", "rlimits-only"])
+def fallback(request: pytest.FixtureRequest) -> IsolationReport:
+    report = isolation_report(request.param)
+    if report.mode != request.param:
+        pytest.skip(f"{request.param} is not available here (got {report.mode})")
+    print(report.summary())
+    return report
+
+
+def attack(run_dir: Path, scratch: Path, name: str, report: IsolationReport, **subs: str):
+    code = BY_NAME[name].code.replace("RUN_DIR", str(run_dir))
+    for key, value in subs.items():
+        code = code.replace(key, value)
+    path = run_dir / "experiments" / f"0001-{name}.py"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(code)
+    return run_experiment(run_dir, path, 1, limits=FAST, guard=False, scratch_root=scratch, isolation=report)
+
+
+def test_network_namespace_in_unshare_mode(run_dir: Path, scratch_root: Path, fallback: IsolationReport) -> None:
+    if fallback.mode != "unshare":
+        assert not fallback.network_isolated and "NO" in fallback.summary()
+        return  # no network isolation exists in rlimits-only mode: the report says so
+    out = attack(run_dir, scratch_root, "open_socket_to_internet", fallback)
+    assert out.status == "crashed" and "Network is unreachable" in out.reason
+
+
+def test_api_key_is_not_passed(run_dir: Path, scratch_root: Path, fallback: IsolationReport,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-SENTINEL")
+    out = attack(run_dir, scratch_root, "read_anthropic_api_key_from_env", fallback)
+    assert out.status == "ok" and out.result.measurements["key"] is None
+    assert "SENTINEL" not in out.model_dump_json()
+
+
+def test_contract_tampering_is_detected_and_restored(run_dir: Path, scratch_root: Path,
+                                                     fallback: IsolationReport) -> None:
+    before = contract_digest(run_dir)
+    out = attack(run_dir, scratch_root, "write_contract_file", fallback)
+    if out.status == "violation":  # the child could write (no read-only root here): hashes caught it
+        assert "restored from git" in out.reason and out.contract_after != before
+    else:
+        assert out.status == "crashed"
+    assert verify_contract(run_dir).ok and contract_digest(run_dir) == before
+
+
+def test_fork_bomb_is_contained(run_dir: Path, scratch_root: Path, fallback: IsolationReport) -> None:
+    if not (fallback.pids_cgroup or fallback.uid_drop):
+        pytest.skip("neither a pids cgroup nor a non-root uid is available: forks are not limited here")
+    out = attack(run_dir, scratch_root, "fork_until_refused", fallback)
+    assert out.status == "crashed", out.reason
+    n = int(re.search(r"refused after (\d+) children", out.reason).group(1))
+    assert n <= FAST.processes + 16  # pids.max of the cgroup (root ignores RLIMIT_NPROC)
+
+
+def test_detached_daemon_is_killed(run_dir: Path, scratch_root: Path, fallback: IsolationReport) -> None:
+    out = attack(run_dir, scratch_root, "setsid_daemon_holds_pipes", fallback)
+    assert out.status == "ok" and out.durations.total_s < FAST.timeout_s
+    for _ in range(60):
+        if not sandbox_uid_processes(str(scratch_root), uid=None):
+            break
+        time.sleep(0.05)
+    assert sandbox_uid_processes(str(scratch_root), uid=None) == []
