@@ -32,3 +32,11 @@ class AlignmentError(EngineError, ValueError):
 
 class UnsupportedArchitectureError(EngineError):
     """A model whose architecture has no hook adapter yet."""
+
+
+class ComponentError(EngineError, ValueError):
+    """A component ('L12H3', 'MLP7', 'ATTN7') that does not name a part of the loaded model."""
+
+
+class MethodError(EngineError, ValueError):
+    """Inputs a method cannot use as given (e.g. clean and corrupted prompts that score the same)."""

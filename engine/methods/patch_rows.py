@@ -1,0 +1,134 @@
+"""Where a patch enters the residual stream, and the residual a patched row starts from.
+
+Every supported patch is a change to the residual stream at one layer:
+  resid_pre (L, p):   resid_pre[L] += source - base at p                      -> the row enters at L
+  resid_post (L, p):  resid_post[L] += source - base at p                     -> enters at L + 1
+  mlp_out (L, p):     resid_post[L] += source - base at p                     -> enters at L + 1
+  attn_out (L, p):    resid_mid[L] += source - base at p; MLP L recomputed    -> enters at L + 1
+  z (L, p, h):        as attn_out with (z_source - z_base)[h] @ W_O[h]
+A row may patch one position key or every key (per-head patches over all positions). The change
+check compares source and base activations exactly: a patch that changes nothing is not run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import numpy as np
+
+from engine.errors import MethodError
+from engine.methods.suffix_runs import BaseRun
+
+HOOKS = {"resid_pre": "hook_resid_pre", "resid_post": "hook_resid_post", "attn_out": "hook_attn_out",
+         "mlp_out": "hook_mlp_out", "z": "attn.hook_z"}
+KIND = {"resid_pre": "resid_pre", "resid_post": "mlp", "attn_out": "attn", "mlp_out": "mlp", "z": "attn"}
+
+
+def check_hook(hook: str) -> str:
+    if hook not in HOOKS:
+        raise MethodError(f"cannot sweep hook {hook!r}: use one of {sorted(HOOKS)} ('z' = per head)")
+    return hook
+
+
+def extra_base_names(hook: str, n_layers: int) -> list[str]:
+    """Base-run hooks a site needs beyond residuals and K/V."""
+    local = [HOOKS[hook]] if hook not in ("resid_pre", "resid_post") else []
+    if KIND[hook] == "attn":
+        local.append("hook_resid_mid")
+    return [f"blocks.{l}.{h}" for l in range(n_layers) for h in local]
+
+
+def source_names(hook: str, n_layers: int) -> list[str]:
+    return [f"blocks.{l}.{HOOKS[hook]}" for l in range(n_layers)]
+
+
+@dataclass
+class Site:
+    """Base and source activations of one hook at every layer, for one pair group."""
+
+    hook: str
+    base_acts: mx.array  # [n_layers, b, Pb, d] or [n_layers, b, Pb, h, e] for z
+    source_acts: mx.array  # [n_layers, b, Ps, ...]
+    base_pos: np.ndarray  # [b, K]
+    source_pos: np.ndarray  # [b, K]
+
+    @classmethod
+    def build(cls, hook, base: BaseRun, source_acts: mx.array, base_pos, source_pos) -> "Site":
+        n = base.resid.shape[0] - 1
+        if hook == "resid_pre":
+            base_acts = base.resid[:n]
+        elif hook == "resid_post":
+            base_acts = base.resid[1:]
+        else:
+            base_acts = mx.stack([base.cache[f"blocks.{l}.{HOOKS[hook]}"] for l in range(n)])
+        return cls(hook, base_acts, source_acts, np.asarray(base_pos), np.asarray(source_pos))
+
+    def changed(self) -> np.ndarray:
+        """[n_layers, b, K] (or [n_layers, b, K, h] for z): does copying the source change anything?"""
+        b_np, s_np = np.asarray(self.base_acts), np.asarray(self.source_acts)
+        rows = np.arange(self.base_pos.shape[0])[:, None]
+        b_at = b_np[:, rows, self.base_pos]  # [n, b, K, ...]
+        s_at = s_np[:, rows, self.source_pos]
+        return np.any(b_at != s_at, axis=-1)
+
+    def delta(
+        self, model, pair: np.ndarray, layer: np.ndarray, head: np.ndarray, key: np.ndarray, n_pos: int, all_keys: list[int]
+    ) -> mx.array:
+        """Dense change to the residual stream [c, P, d] of each row (key -1 = every key in ``all_keys``)."""
+        c, d = len(pair), model.cfg.d_model
+        out = mx.zeros((c, n_pos, d))
+        for k in all_keys:
+            rows = np.nonzero((key == k) | (key == -1))[0]
+            if len(rows) == 0:
+                continue
+            i, L = pair[rows], layer[rows]
+            bp, sp = self.base_pos[i, k], self.source_pos[i, k]
+            li, ii = mx.array(L), mx.array(i)
+            diff = self.source_acts[li, ii, mx.array(sp)] - self.base_acts[li, ii, mx.array(bp)]  # [r, d] or [r, h, e]
+            if self.hook == "z":
+                diff = self._through_w_o(model, diff, L, head[rows])  # [r, d]
+            onehot = mx.array((np.arange(n_pos)[None, :] == bp[:, None]).astype(np.float32))  # [r, P]
+            scattered = onehot[:, :, None] * diff[:, None, :]  # [r, P, d]
+            out = _add_rows(out, rows, scattered)
+        return out
+
+    @staticmethod
+    def _through_w_o(model, diff: mx.array, layer: np.ndarray, head: np.ndarray) -> mx.array:
+        """(z_source - z_base) of one head per row [r, h, e] -> its write into the residual [r, d]."""
+        out = mx.zeros((diff.shape[0], model.cfg.d_model))
+        for L in np.unique(layer):
+            rows = np.nonzero(layer == L)[0]
+            w_o = model.adapter.head_output_weights(int(L))  # [h, e, d]
+            h = mx.array(head[rows])
+            z = diff[mx.array(rows), h]  # [r, e]
+            out = _add_rows(out, rows, (z[:, None, :] @ w_o[h])[:, 0])
+        return out
+
+
+def _add_rows(out: mx.array, rows: np.ndarray, values: mx.array) -> mx.array:
+    if len(rows) == out.shape[0] and np.array_equal(rows, np.arange(len(rows))):
+        return out + values
+    return out.at[mx.array(rows)].add(values)
+
+
+def entry_residual(
+    model, base: BaseRun, kind: str, pair: np.ndarray, layer: np.ndarray, delta: mx.array, start: int
+) -> tuple[np.ndarray, mx.array]:
+    """(entry layer [c], residual [c, P - start, d]) a patched row starts from."""
+    i = mx.array(pair)
+    delta = delta[:, start:]  # [c, s, d]
+    if kind == "resid_pre":
+        return layer.copy(), base.resid[mx.array(layer), i, start:] + delta
+    after = base.resid[mx.array(layer + 1), i, start:]  # base resid_post[L]  [c, s, d]
+    if kind == "mlp":
+        return layer + 1, after + delta
+    mids = mx.stack([base.cache[f"blocks.{l}.hook_resid_mid"] for l in np.unique(layer)])  # [u, b, P, d]
+    slot = np.searchsorted(np.unique(layer), layer)
+    mid = mids[mx.array(slot), i, start:] + delta  # [c, s, d]
+    post = mx.zeros_like(mid)
+    for L in np.unique(layer):
+        rows = np.nonzero(layer == L)[0]
+        post = _add_rows(post, rows, model.adapter.mlp_residual(int(L), mid[mx.array(rows)]))
+    touched = mx.any(delta != 0, axis=-1, keepdims=True)  # [c, s, 1]: positions the patch reached
+    return layer + 1, mx.where(touched, post, after)

@@ -1,0 +1,118 @@
+"""Patched runs that recompute only what a patch changes.
+
+A patch at layer L, position p leaves every layer before L and every position before p exactly as in
+the base run (causal attention). So the base run is computed once, keeping each layer's resid_pre
+and post-RoPE keys/values; a patched row then enters at layer L with only positions p..P-1, and at
+every later layer its suffix attends to the cached base keys/values of positions < p (RoPE offset p).
+Rows sharing a start position run as one batch that grows layer by layer: a row joins at its
+entry layer. Only the final residual at the last position is kept (metrics read nothing else).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import numpy as np
+
+from engine.activation_cache import ActivationCache
+
+GIB = 1024**3
+
+
+@dataclass
+class BaseRun:
+    """What every patched row of one pair group reuses from its unpatched base run."""
+
+    tokens: mx.array  # [b, P]
+    resid: mx.array  # [n_layers + 1, b, P, d]: resid_pre of each layer, then the final residual
+    keys: list[mx.array]  # n_layers x [b, g, P, e], after RoPE
+    values: list[mx.array]  # n_layers x [b, g, P, e]
+    cache: ActivationCache  # any extra hooks asked for
+
+    @property
+    def last_resid(self) -> mx.array:
+        return self.resid[-1][:, -1]  # [b, d]
+
+
+def capture_base(model, tokens: mx.array, extra_names: list[str] = ()) -> BaseRun:
+    """One hooked forward of the base prompts [b, P], caching residuals, K/V and ``extra_names``."""
+    n = model.cfg.n_layers
+    resid_names = [f"blocks.{l}.hook_resid_pre" for l in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    kv_names = [f"blocks.{l}.attn.hook_{w}" for l in range(n) for w in ("rot_k", "v")]
+    names = list(dict.fromkeys([*resid_names, *kv_names, *extra_names]))
+    _, cache = model.run_with_cache(tokens, names=names, logit_positions=[-1])
+    resid = mx.stack([cache[name] for name in resid_names])  # [n + 1, b, P, d]
+    keys = [cache[f"blocks.{l}.attn.hook_rot_k"].transpose(0, 2, 1, 3) for l in range(n)]  # [b, g, P, e]
+    values = [cache[f"blocks.{l}.attn.hook_v"].transpose(0, 2, 1, 3) for l in range(n)]
+    extra = {name: cache[name] for name in extra_names}
+    mx.eval(resid, *keys, *values)
+    return BaseRun(tokens, resid, keys, values, ActivationCache(extra))
+
+
+@dataclass
+class Segment:
+    """Patched rows sharing a start position: each enters the stack at its own layer."""
+
+    start: int  # first recomputed position; earlier positions come from the base run's K/V
+    pair: np.ndarray  # [r] base row each patched row belongs to
+    entry_layer: np.ndarray  # [r], ascending: the first layer the row runs (n_layers = straight to the final norm)
+    entry: mx.array  # [r, P - start, d] the row's residual at its entry layer
+
+
+def bytes_per_position(cfg, n_pos: int) -> int:
+    """Rough float32 working set of one recomputed position through one layer (activations, MLP
+    hidden, its share of K/V with the prefix, attention scores), doubled for temporaries."""
+    per_pos = 6 * cfg.d_model + 3 * cfg.d_mlp + 2 * cfg.n_heads * cfg.d_head
+    kv_and_scores = 4 * cfg.n_kv_heads * cfg.d_head + 2 * cfg.n_heads * n_pos
+    return 4 * 2 * (per_pos + kv_and_scores)
+
+
+def positions_per_chunk(cfg, n_pos: int, memory_budget_gb: float) -> int:
+    return max(n_pos, int(memory_budget_gb * GIB // bytes_per_position(cfg, n_pos)))
+
+
+def run_segments(model, base: BaseRun, segments: list[Segment]) -> list[mx.array]:
+    """Final residual at the last position, [r, d] per segment, of rows entering the stack mid-way.
+
+    At every layer the live rows of all segments go through one ragged block (position-wise work
+    batched across segments, attention per segment).
+    """
+    adapter, n, d = model.adapter, model.cfg.n_layers, model.cfg.d_model
+    joined = [np.searchsorted(seg.entry_layer, np.arange(n + 1), side="right") for seg in segments]  # rows with entry <= l
+    pair_idx = [mx.array(seg.pair.astype(np.int32)) for seg in segments]
+    xs: list[mx.array | None] = [None] * len(segments)  # [active, P - start, d]
+    active = [0] * len(segments)
+    finals: list[mx.array | None] = [None] * len(segments)
+    for layer in range(n):
+        live, specs = [], []
+        for j, seg in enumerate(segments):
+            if joined[j][layer] > active[j]:
+                new = seg.entry[active[j] : joined[j][layer]]
+                xs[j] = new if xs[j] is None else mx.concatenate([xs[j], new], axis=0)
+                active[j] = int(joined[j][layer])
+            if active[j] == 0:
+                continue
+            prefix = None
+            if seg.start > 0:
+                idx = pair_idx[j][: active[j]]
+                prefix = (base.keys[layer][idx, :, : seg.start], base.values[layer][idx, :, : seg.start])  # [a, g, start, e]
+            live.append(j)
+            specs.append((active[j], xs[j].shape[1], seg.start, prefix))
+        if not live:
+            continue
+        packed = mx.concatenate([xs[j].reshape(-1, d) for j in live], axis=0) if len(live) > 1 else xs[live[0]].reshape(-1, d)
+        out = adapter.ragged_block(layer, packed, specs, last_only=layer == n - 1)  # [t, d] or [rows, d]
+        at = 0
+        for j, (rows, pos, _, _) in zip(live, specs):
+            if layer == n - 1:
+                finals[j] = out[at : at + rows]
+                at += rows
+            else:
+                xs[j] = out[at : at + rows * pos].reshape(rows, pos, d)
+                at += rows * pos
+    results = []
+    for j, seg in enumerate(segments):
+        rest = seg.entry[active[j] :, -1]  # rows entering after the last layer
+        results.append(rest if finals[j] is None else mx.concatenate([finals[j], rest], axis=0))
+    return results
