@@ -97,9 +97,9 @@ def _drive(run: RunDir, task: Task, components, quiet: bool) -> int:
     finally:
         progress.close()
         log.close()
-    print(f"{run.root}: finished ({state.stop_reason}); {state.completed} experiments, {state.kept} kept. "
+    print(f"{run.root}: {state.status} ({state.stop_reason}); {state.completed} experiments, {state.kept} kept. "
           f"See: python -m orchestrator review {run.root}")
-    return EXIT_OK
+    return EXIT_OK if state.status == "finished" else EXIT_UNAVAILABLE
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ class ExperimentOutcome(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal["ok", "error", "timeout", "violation", "rejected"]
+    status: Literal["ok", "error", "timeout", "violation", "rejected", "cancelled"]
     result: ExperimentResult | None = None
     error: str | None = None
     duration_s: float = 0.0
@@ -89,6 +89,7 @@ class VerificationResult(BaseModel):
     reason: str = ""
     statement: str = ""
     claim_index: int = 0
+    details: dict[str, Any] = Field(default_factory=dict, description="everything the decision rests on")
 
 
 class Verifier(Protocol):

@@ -22,6 +22,7 @@ from orchestrator.interfaces import ExperimentBackend, ExperimentOutcome, Experi
 from orchestrator.ledger import Ledger
 from orchestrator.logging import NullLog, RunLog
 from orchestrator.progress import Snapshot
+from orchestrator.providers.base import ProviderStop
 from orchestrator.ratchet import Ratchet
 from orchestrator.records import finding_body, finding_note, finding_title, ledger_entry, research_state
 from orchestrator.rundir import RunDir, RunLock, utc_now
@@ -72,13 +73,19 @@ class Loop:
             self._open_session()
             state = self.state
             assert state is not None
-            while True:
-                for attempt in sorted(state.in_flight):
-                    self._drive(attempt)
-                reason = self._stop_reason()
-                if reason is not None:
-                    break
-                self._start_attempt()
+            try:
+                while True:
+                    for attempt in sorted(state.in_flight):
+                        self._drive(attempt)
+                    reason = self._stop_reason()
+                    if reason is not None:
+                        break
+                    self._start_attempt()
+            except ProviderStop as exc:  # budget or configuration: stop cleanly, resumable after a fix
+                state.status, state.stop_reason = "stopped", f"agent provider stopped: {exc}"
+                self._save_state()
+                self.log.warning("run_stopped", stop_reason=state.stop_reason, in_flight=sorted(state.in_flight))
+                return state
             state.status = "finished"
             state.stop_reason = reason
             self._save_state()
@@ -237,7 +244,8 @@ class Loop:
             return
         outcome = self._run_experiment(rec)
         if outcome.status == "ok" and outcome.result is not None:
-            payload = {"attempt": rec.attempt, "experiment_sha256": rec.code_sha256, "result": outcome.result.model_dump(mode="json")}
+            payload = {"attempt": rec.attempt, "experiment_sha256": rec.code_sha256,
+                       "result": outcome.result.model_dump(mode="json"), "outcome": outcome.details}
             atomic_write_text(result_path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
             rec.outcome = {"status": "ok", "summary": outcome.result.summary, "measurements": outcome.result.measurements}
             rec.phase = "verifying"

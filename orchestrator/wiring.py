@@ -35,44 +35,55 @@ def _load(spec: str) -> Callable[..., Any]:
 
 
 def build_agent(task: Task) -> Any:
-    """The ResearchAgent for ``task.agent.provider``."""
-    provider = task.agent.provider
-    if provider == "builtin":
+    """The ResearchAgent for ``task.agent.provider`` (provider errors surface before anything is created)."""
+    if task.agent.provider == "builtin":
         try:
-            module = importlib.import_module("orchestrator.agent.builtin")
-        except ModuleNotFoundError:
-            raise WiringError("the builtin agent (orchestrator/agent/builtin.py) is not installed yet") from None
-        return module.BuiltinAgent(task)
+            from orchestrator.agent.builtin import BuiltinAgent
+        except ImportError as exc:
+            raise WiringError(f"the builtin agent is not available: {exc}") from None
+        return BuiltinAgent(task)
     try:
-        providers = importlib.import_module("orchestrator.providers")
-        make = getattr(providers, "make_agent")
-    except (ModuleNotFoundError, AttributeError):
-        raise WiringError(f"agent provider {provider!r} is not available yet (orchestrator.providers.make_agent)") from None
-    return make(task)
+        from orchestrator.providers import make_agent
+        from orchestrator.providers.base import ProviderStop
+    except ImportError as exc:
+        raise WiringError(f"agent provider {task.agent.provider!r} is not available: {exc}") from None
+    try:
+        return make_agent(task)
+    except ProviderStop as exc:
+        raise WiringError(f"agent provider {task.agent.provider!r}: {exc}") from None
+
+
+def build_engine_guide(task: Task) -> str:
+    """The engine reference LLM roles read (the builtin agent needs none)."""
+    if task.agent.provider == "builtin":
+        return ""
+    from orchestrator.agent.engine_guide import build_engine_guide as build
+
+    return build()
 
 
 def build_backend(task: Task, run_root: Path) -> Any:
     try:
-        module = importlib.import_module("sandbox.backend")
-        return module.LocalBackend()
-    except (ModuleNotFoundError, AttributeError):
-        raise WiringError("the sandbox experiment backend (sandbox.backend.LocalBackend) is not available yet") from None
+        from orchestrator.sandbox_backend import SandboxBackend
+    except ImportError as exc:
+        raise WiringError(f"the sandbox experiment backend is not available: {exc}") from None
+    return SandboxBackend()
 
 
 def build_guard() -> Any:
     try:
-        module = importlib.import_module("sandbox.guard")
-        return module.Guard()
-    except (ModuleNotFoundError, AttributeError):
-        raise WiringError("the sandbox static guard (sandbox.guard.Guard) is not available yet") from None
+        from orchestrator.sandbox_backend import SandboxGuard
+    except ImportError as exc:
+        raise WiringError(f"the sandbox static guard is not available: {exc}") from None
+    return SandboxGuard()
 
 
 def build_verifier(task: Task, run_root: Path) -> Any:
     try:
-        module = importlib.import_module("orchestrator.verifier")
-        return module.SubprocessVerifier(task, run_root)
-    except (ModuleNotFoundError, AttributeError):
-        raise WiringError("the verifier (orchestrator.verifier.SubprocessVerifier) is not available yet") from None
+        from orchestrator.verifier import SubprocessVerifier
+    except ImportError as exc:
+        raise WiringError(f"the verifier is not available: {exc}") from None
+    return SubprocessVerifier(task, run_root)
 
 
 def build_components(task: Task, run_root: Path) -> Components:
@@ -88,4 +99,5 @@ def build_components(task: Task, run_root: Path) -> Components:
         backend=build_backend(task, run_root),
         guard=build_guard(),
         verifier=build_verifier(task, run_root),
+        engine_guide=build_engine_guide(task),
     )

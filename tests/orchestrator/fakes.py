@@ -32,7 +32,7 @@ def run(ctx):
 '''
 CLAIM = (
     '[{{"statement": "{strength} effect of blocks.{layer}.hook_resid_pre", "expected_direction": "increase", '
-    '"interventions": [{{"kind": "patch", "hook": "blocks.{layer}.hook_resid_pre"}}]}}]'
+    '"interventions": [{{"kind": "patch", "hook": "blocks.{layer}.hook_resid_pre", "positions": {positions}}}]}}]'
 )
 RUNTIME_ERROR = "def run(ctx):\n    return {'summary': 1 / 0}\n"
 SYNTAX_ERROR = "def run(ctx)\n    return {}\n"
@@ -53,9 +53,12 @@ class ScriptedAgent:
 
     name = "scripted"
 
-    def __init__(self, answer_at: int | None = None, tamper_at: int | None = None) -> None:
+    def __init__(self, answer_at: int | None = None, tamper_at: int | None = None,
+                 claim_layer: int | None = None, claim_positions: list[int] | None = None) -> None:
         self.answer_at = answer_at
         self.tamper_at = tamper_at
+        self.claim_layer = claim_layer  # None: layer n % 7; the real verifier needs a claim that beats nulls
+        self.claim_positions = claim_positions
 
     @staticmethod
     def _n(state: ResearchState) -> int:
@@ -70,6 +73,8 @@ class ScriptedAgent:
 
     def write_experiment(self, plan: Plan, state: ResearchState, context: AgentContext, feedback: str | None) -> StepResult[ExperimentCode]:
         n, layer = int(plan.parameters["n"]), int(plan.parameters["layer"])
+        layer = layer if self.claim_layer is None else self.claim_layer
+        positions = repr(self.claim_positions)  # Python source, not JSON
         kind = scenario(n)
         if self.tamper_at == n:
             return StepResult(value=ExperimentCode(code=TAMPER), usage=USAGE)
@@ -78,7 +83,7 @@ class ScriptedAgent:
         if kind == "runtime-then-keep" and feedback is None:
             return StepResult(value=ExperimentCode(code=RUNTIME_ERROR), usage=USAGE)
         strength = "weak" if kind == "syntax-then-weak" else "strong"
-        claims = "[]" if kind == "none" else CLAIM.format(strength=strength, layer=layer)
+        claims = "[]" if kind == "none" else CLAIM.format(strength=strength, layer=layer, positions=positions)
         code = GOOD.format(n=n, layer=layer, kind=kind, gap=round(0.1 * n, 3), claims=claims)
         return StepResult(value=ExperimentCode(code=code), usage=USAGE)
 
@@ -161,3 +166,13 @@ def build_components(task: Any, run_root: Path) -> Components:
     answer_at = os.environ.get("FAKE_ANSWER_AT")
     return Components(agent=ScriptedAgent(answer_at=int(answer_at) if answer_at else None),
                       backend=FakeBackend(), guard=AcceptAllGuard(), verifier=FakeVerifier())
+
+
+def build_sandbox_components(task: Any, run_root: Path) -> Components:
+    """The scripted agent in front of the real sandbox, guard and verifier (end-to-end tests)."""
+    from orchestrator.sandbox_backend import SandboxBackend, SandboxGuard
+    from orchestrator.verifier import SubprocessVerifier
+
+    agent = ScriptedAgent(claim_layer=28, claim_positions=[-1])  # the final position late on carries the answer
+    return Components(agent=agent, backend=SandboxBackend(), guard=SandboxGuard(),
+                      verifier=SubprocessVerifier(task, run_root, n_null=int(os.environ.get("FAKE_N_NULL", "4"))))
