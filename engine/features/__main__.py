@@ -1,0 +1,35 @@
+"""``python -m engine.features build --out DIR [...]``: the SAE pipeline (see engine/features/pipeline.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engine.features.pipeline import BuildConfig, build
+from engine.features.schemas import TrainConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.features")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="cache activations, train and evaluate an SAE, sample latent examples")
+    b.add_argument("--out", required=True)
+    b.add_argument("--model", default="smollm2-135m")
+    b.add_argument("--hook", default="blocks.15.hook_resid_post")
+    b.add_argument("--tokens", type=int, default=150_000)
+    b.add_argument("--d-sae", type=int, default=4096)
+    b.add_argument("--k", type=int, default=32)
+    b.add_argument("--architecture", choices=("topk", "batchtopk"), default="topk")
+    b.add_argument("--epochs", type=float, default=3.0)
+    b.add_argument("--latents", type=int, default=50)
+    b.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    cfg = BuildConfig(model=args.model, hook=args.hook, n_tokens=args.tokens, n_latents=args.latents,
+                      train=TrainConfig(architecture=args.architecture, d_sae=args.d_sae, k=args.k, epochs=args.epochs))
+    report = build(cfg, args.out, progress=not args.quiet)
+    print(report.model_dump_json(indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
