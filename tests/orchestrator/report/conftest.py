@@ -1,4 +1,4 @@
-"""Shared synthetic runs: the default task's report is built once per module (rendering takes seconds)."""
+"""Shared synthetic runs: the default task's report is built once per session (rendering takes seconds); tests only read it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from orchestrator.rundir import RunDir
 from tests.orchestrator.report.builders import add_attempts, default_task_attempts, make_run
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
     """A finished run of tasks/factual_recall.yaml shaped like the builtin programme's, with its report written."""
     run = make_run(tmp_path_factory.mktemp("default"))

@@ -132,11 +132,14 @@ def test_circuit_graph_of_the_kept_experiment_is_in_the_circuit_section(html_tex
     assert circuit.count("<img ") == 1 and "Candidate circuit" in circuit
 
 
-def test_cli_report_prints_the_paths(default_run: RunDir, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["report", str(default_run.root)]) == 0
-    assert capsys.readouterr().out.split() == [str(default_run.root / "report.md")]
-    assert cli.main(["report", str(default_run.root), "--html"]) == 0
-    assert capsys.readouterr().out.split() == [str(default_run.root / "report.md"), str(default_run.root / "report.html")]
+def test_cli_report_prints_the_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path)
+    add_attempts(run, [A("one", decision="keep", claims=[C("one", 0.4)])])
+    assert cli.main(["report", str(run.root)]) == 0
+    assert capsys.readouterr().out.split() == [str(run.root / "report.md")] and not (run.root / "report.html").exists()
+    assert cli.main(["report", str(run.root), "--html"]) == 0
+    assert capsys.readouterr().out.split() == [str(run.root / "report.md"), str(run.root / "report.html")]
+    assert sorted(p.name for p in (run.root / "report_files").iterdir()) == ["00-forest.png", "90-timeline.png", "91-time.png"]
 
 
 def test_write_report_refuses_a_non_run_directory(tmp_path: Path) -> None:
