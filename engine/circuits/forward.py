@@ -11,8 +11,9 @@ Three forwards share the same per-component code:
   residual of the ablated (corrupted or mean) run: edges in the circuit carry the current run's
   value, every other edge its ablated value. One batched matmul per layer mixes the sender stack
   with the circuits' masks.
-Shapes: K circuits, N prompts, b = K*N rows, S senders, R receivers, p positions, d d_model,
-h query heads, g kv heads, e d_head, v vocab; stacks are [rows, S, p, d] (sender axis before positions).
+Shapes: K circuits, N prompts, S senders, R receivers, p positions, d d_model, M = N*p*d, h query
+heads, g kv heads, e d_head, v vocab. Stacks put senders before prompts ([S, N, p, d], [K, S, M]) so
+that per-head projections and the mask mixing are a few large GEMMs.
 """
 
 from __future__ import annotations
@@ -99,26 +100,41 @@ class SplitModel:
 
     # ---- components ------------------------------------------------------------------------
     def embed(self, tokens: mx.array) -> mx.array:
-        return self.adapter.inner.embed_tokens(tokens)  # [b, p, d]
+        return self.adapter.inner.embed_tokens(tokens)  # [N, p, d]
 
-    def heads(self, layer: int, x: mx.array) -> mx.array:
-        """Per-head outputs [b, h, p, d] from split inputs x [b, h+2g, p, d] (or one shared [b, 1, p, d])."""
-        lw, h, g = self.layers[layer], self.h, self.g
-        xn = mx.fast.rms_norm(x, lw.ln1.weight, lw.ln1.eps)  # [b, r, p, d]
-        shared = xn.shape[1] == 1
-        q = (xn if shared else xn[:, :h]) @ lw.wq  # [b, h, p, e]
-        k = (xn if shared else xn[:, h : h + g]) @ lw.wk  # [b, g, p, e]
-        v = (xn if shared else xn[:, h + g :]) @ lw.wv  # [b, g, p, e]
-        if lw.bq is not None:
-            q, k, v = q + lw.bq, k + lw.bk, v + lw.bv
+    def heads(self, layer: int, x: mx.array, n: int, p: int) -> mx.array:
+        """Per-head outputs [B, h, n*p, d] from split inputs x [B, h+2g, n*p, d] (or one shared [B, 1, n*p, d]).
+
+        Heads and inputs come first so every per-head GEMM has n*p rows (per-row GEMMs of p rows were
+        4-6x slower); a shared input uses the model's own dense projections.
+        """
+        lw, h, g, e = self.layers[layer], self.h, self.g, self.e
+        B = x.shape[0]
+        xn = mx.fast.rms_norm(x, lw.ln1.weight, lw.ln1.eps)  # [B, r, M, d]
+        if xn.shape[1] == 1:
+            flat = xn[:, 0]  # [B, M, d]
+
+            def split(t: mx.array, k: int) -> mx.array:  # [B, M, k*e] -> [B*n, k, p, e]
+                return t.reshape(B * n, p, k, e).transpose(0, 2, 1, 3)
+
+            q, k, v = split(lw.attn.q_proj(flat), h), split(lw.attn.k_proj(flat), g), split(lw.attn.v_proj(flat), g)
+        else:
+
+            def split(t: mx.array, k: int) -> mx.array:  # [B, k, M, e] -> [B*n, k, p, e]
+                return t.reshape(B, k, n, p, e).transpose(0, 2, 1, 3, 4).reshape(B * n, k, p, e)
+
+            q, k, v = xn[:, :h] @ lw.wq, xn[:, h : h + g] @ lw.wk, xn[:, h + g :] @ lw.wv  # [B, h|g, M, e]
+            if lw.bq is not None:
+                q, k, v = q + lw.bq, k + lw.bk, v + lw.bv
+            q, k, v = split(q, h), split(k, g), split(v, g)
         q, k = lw.attn.rope(q), lw.attn.rope(k)
-        p = x.shape[2]
         z = mx.fast.scaled_dot_product_attention(q, k, v, scale=lw.attn.scale, mask="causal" if p > 1 else None)
-        return z @ lw.wo  # [b, h, p, d]
+        z = z.reshape(B, n, h, p, e).transpose(0, 2, 1, 3, 4).reshape(B, h, n * p, e)
+        return z @ lw.wo  # [B, h, M, d]
 
     def mlp(self, layer: int, x: mx.array) -> mx.array:
         lw = self.layers[layer]
-        return lw.mlp(mx.fast.rms_norm(x, lw.ln2.weight, lw.ln2.eps))  # [..., p, d]
+        return lw.mlp(mx.fast.rms_norm(x, lw.ln2.weight, lw.ln2.eps))  # [..., d]
 
     def logits(self, x: mx.array) -> mx.array:
         """Logits [..., v] from final-norm inputs [..., d]."""
@@ -139,37 +155,40 @@ def split_model(model) -> SplitModel:
 
 # ---- unpatched runs ----------------------------------------------------------------------------
 def sender_outputs(sm: SplitModel, embeds: mx.array, position: int = -1) -> tuple[mx.array, mx.array]:
-    """(stack [b, S, p, d] of every sender's output, logits [b, v] at ``position``) of the plain run."""
-    resid = embeds  # [b, p, d]
-    outs = [embeds[:, None]]
+    """(stack [S, N, p, d] of every sender's output, logits [N, v] at ``position``) of the plain run."""
+    N, p, d = embeds.shape
+    resid = embeds  # [N, p, d]
+    outs = [embeds[None]]
     for layer in range(len(sm.layers)):
-        heads = sm.heads(layer, resid[:, None])  # [b, h, p, d]
-        resid = resid + heads.sum(axis=1)
-        mlp = sm.mlp(layer, resid)  # [b, p, d]
+        heads = sm.heads(layer, resid.reshape(1, 1, N * p, d), N, p)[0].reshape(sm.h, N, p, d)
+        resid = resid + heads.sum(axis=0)
+        mlp = sm.mlp(layer, resid)  # [N, p, d]
         resid = resid + mlp
-        outs.extend([heads, mlp[:, None]])
+        outs.extend([heads, mlp[None]])
         mx.eval(resid, heads, mlp)  # bounds the lazy graph's memory on long models
-    return mx.concatenate(outs, axis=1), sm.logits(resid[:, position])
+    return mx.concatenate(outs, axis=0), sm.logits(resid[:, position])
 
 
-def probe_shapes(sm: SplitModel, rows: int, pos: int) -> list[tuple[int, ...]]:
-    """Shapes of the probes ``probe_logits`` takes: per layer [b, h+2g, p, d] and [b, p, d]; then [b, d]."""
+def probe_shapes(sm: SplitModel, n: int, p: int) -> list[tuple[int, ...]]:
+    """Shapes of the probes ``probe_logits`` takes: per layer [h+2g, n*p, d] and [n, p, d]; then [n, d]."""
     shapes: list[tuple[int, ...]] = []
     for _ in sm.layers:
-        shapes.extend([(rows, sm.graph.attn_receivers, pos, sm.d), (rows, pos, sm.d)])
-    shapes.append((rows, sm.d))
+        shapes.extend([(sm.graph.attn_receivers, n * p, sm.d), (n, p, sm.d)])
+    shapes.append((n, sm.d))
     return shapes
 
 
 def probe_logits(sm: SplitModel, embeds: mx.array, probes: list[mx.array], position: int = -1) -> mx.array:
-    """Logits [b, v] of the unpatched run with ``probes`` added to each receiver's input.
+    """Logits [n, v] of the unpatched run with ``probes`` added to each receiver's input.
 
     With zero probes this is the plain forward; d(metric)/d(probe) is EAP's gradient at each input.
     """
-    resid = embeds  # [b, p, d]
+    n, p, d = embeds.shape
+    resid = embeds  # [n, p, d]
     for layer in range(len(sm.layers)):
-        heads = sm.heads(layer, resid[:, None] + probes[2 * layer])  # [b, h, p, d]
-        resid = resid + heads.sum(axis=1)
+        x = resid.reshape(1, 1, n * p, d) + probes[2 * layer][None]  # [1, r, n*p, d]
+        heads = sm.heads(layer, x, n, p)[0]  # [h, n*p, d]
+        resid = resid + heads.sum(axis=0).reshape(n, p, d)
         resid = resid + sm.mlp(layer, resid + probes[2 * layer + 1])
     return sm.logits(resid[:, position] + probes[-1])
 
@@ -179,22 +198,27 @@ def probe_logits(sm: SplitModel, embeds: mx.array, probes: list[mx.array], posit
 class Ablated:
     """Sender outputs of the ablated run (corrupted prompts, or a mean) and its residual sums.
 
-    ``stack`` is [n, S, p, d] with n = N prompts (counterfactual) or 1 (mean, broadcast over prompts).
+    ``stack`` is [S, n, p, d] with n = N prompts (counterfactual) or 1 (mean, broadcast over prompts).
     """
 
-    stack: mx.array  # [n, S, p, d]
+    stack: mx.array  # [S, n, p, d]
     pre: list[mx.array]  # per layer [n, p, d]: residual before the layer's attention
     mid: list[mx.array]  # per layer [n, p, d]: residual before the layer's MLP
     final: mx.array  # [n, p, d]
 
     @classmethod
     def from_stack(cls, graph: CircuitGraph, stack: mx.array) -> "Ablated":
-        cum = mx.cumsum(stack, axis=1)  # [n, S, p, d]
-        pre = [cum[:, graph.attn_up(layer) - 1] for layer in range(graph.n_layers)]
-        mid = [cum[:, graph.mlp_up(layer) - 1] for layer in range(graph.n_layers)]
-        out = cls(stack, pre, mid, cum[:, -1])
+        cum = mx.cumsum(stack, axis=0)  # [S, n, p, d]
+        pre = [cum[graph.attn_up(layer) - 1] for layer in range(graph.n_layers)]
+        mid = [cum[graph.mlp_up(layer) - 1] for layer in range(graph.n_layers)]
+        out = cls(stack, pre, mid, cum[-1])
         mx.eval(out.pre, out.mid, out.final)
         return out
+
+    def rows(self, x: mx.array, n: int) -> mx.array:
+        """[..., n_ablated, p, d] -> [..., n*p*d], broadcasting a mean over the n prompts."""
+        shape = (*x.shape[:-3], n, *x.shape[-2:])
+        return mx.broadcast_to(x, shape).reshape(*x.shape[:-3], -1)
 
 
 def patched_logits(
@@ -205,59 +229,53 @@ def patched_logits(
     *,
     position: int = -1,
     start_layer: int = 0,
-    prefix: list[mx.array] | None = None,
+    prefix: mx.array | None = None,
 ) -> mx.array:
     """Logits [K, N, v] at ``position`` of K circuits on N prompts; ``masks`` [K, S, R] (1 = edge kept).
 
-    ``prefix`` (chunks [K or 1, N, c, p*d] of sender differences for layers < ``start_layer``) lets a
-    caller that knows those layers are unpatched skip recomputing them (ACDC does).
+    ``prefix`` ([1, s0, N*p*d] sender differences of the unpatched run for every sender before layer
+    ``start_layer``) lets a caller that knows those layers are unpatched skip recomputing them (ACDC).
     """
     graph = sm.graph
     K = masks.shape[0]
     N, p, d = clean_embeds.shape
-    pd = p * d
-    h = sm.h
-    C = ablated.stack.reshape(ablated.stack.shape[0], graph.n_senders, pd)  # [n, S, pd]
+    M, h = N * p * d, sm.h
+    # The sender-difference stack lives in one preallocated buffer updated in place (MLX donates the
+    # buffer to the slice update): concatenating a growing stack per layer copied it 30 times.
+    buf = mx.zeros((K, graph.n_senders, M), dtype=clean_embeds.dtype)  # [K, S, N*p*d]
     if prefix is None:
         start_layer = 0
-        d_in = (clean_embeds.reshape(N, 1, pd) - C[:, :1])[None]  # [1, N, 1, pd]
-        chunks = [mx.broadcast_to(d_in, (K, N, 1, pd))]
+        buf[:, 0] = clean_embeds.reshape(M) - ablated.rows(ablated.stack[0], N)
     else:
-        chunks = [mx.broadcast_to(c, (K, *c.shape[1:])) for c in prefix]
+        buf[:, : prefix.shape[1]] = prefix
+    mx.eval(buf)
     P = graph.per_layer_receivers
     for layer in range(start_layer, graph.n_layers):
-        stack = mx.concatenate(chunks, axis=2) if len(chunks) > 1 else chunks[0]  # [K, N, n_up, pd]
-        n_up = stack.shape[2]
-        base = graph.attn_receiver_base(layer)
-        mt = masks[:, :n_up, base : base + P].transpose(0, 2, 1)[:, None]  # [K, 1, r+1, n_up]
-        mixed = mt @ stack  # [K, N, r+1, pd]
-        x = ablated.pre[layer].reshape(-1, 1, pd)[None] + mixed[:, :, : P - 1]  # [K, N, r, pd]
-        heads = sm.heads(layer, x.reshape(K * N, P - 1, p, d)).reshape(K, N, h, pd)
-        first = graph.head_sender(layer, 0)
-        d_heads = heads - C[None, :, first : first + h]  # [K, N, h, pd]
-        m_heads = masks[:, first : first + h, base + P - 1][:, None, None]  # [K, 1, 1, h]
-        x_mlp = ablated.mid[layer].reshape(-1, pd)[None] + mixed[:, :, P - 1] + (m_heads @ d_heads)[:, :, 0]
-        mlp = sm.mlp(layer, x_mlp.reshape(K * N, p, d)).reshape(K, N, 1, pd)
-        d_mlp = mlp - C[None, :, first + h : first + h + 1]  # [K, N, 1, pd]
-        chunks.append(mx.concatenate([d_heads, d_mlp], axis=2))
-        mx.eval(chunks[-1])
-    last = [c.reshape(*c.shape[:3], p, d)[:, :, :, position] for c in chunks]  # [K, N, c, d]
-    stack_last = mx.concatenate(last, axis=2)  # [K, N, S, d]
-    m_logits = masks[:, :, graph.logits_receiver][:, None, None]  # [K, 1, 1, S]
-    x_final = ablated.final[:, position][None] + (m_logits @ stack_last)[:, :, 0]  # [K, N, d]
+        n_up, base, first = graph.attn_up(layer), graph.attn_receiver_base(layer), graph.head_sender(layer, 0)
+        mt = masks[:, :n_up, base : base + P].transpose(0, 2, 1)  # [K, r+1, n_up]
+        mixed = mt @ buf[:, :n_up]  # [K, r+1, M]
+        x = ablated.rows(ablated.pre[layer], N) + mixed[:, : P - 1]  # [K, r, M]
+        heads = sm.heads(layer, x.reshape(K, P - 1, N * p, d), N, p).reshape(K, h, M)
+        d_heads = heads - ablated.rows(ablated.stack[first : first + h], N)[None]  # [K, h, M]
+        m_heads = masks[:, first : first + h, base + P - 1][:, None]  # [K, 1, h]
+        x_mlp = ablated.rows(ablated.mid[layer], N) + mixed[:, P - 1] + (m_heads @ d_heads)[:, 0]  # [K, M]
+        mlp = sm.mlp(layer, x_mlp.reshape(K, N, p, d)).reshape(K, M)
+        d_mlp = mlp - ablated.rows(ablated.stack[first + h], N)[None]  # [K, M]
+        mx.eval(d_heads, d_mlp)
+        buf[:, first : first + h] = d_heads
+        buf[:, first + h] = d_mlp
+        mx.eval(buf)
+    last = buf.reshape(K, graph.n_senders, N, p, d)[:, :, :, position].reshape(K, graph.n_senders, N * d)
+    m_logits = masks[:, None, :, graph.logits_receiver]  # [K, 1, S]
+    x_final = ablated.final[:, position] + (m_logits @ last).reshape(K, N, d)  # [K, N, d]
     return sm.logits(x_final)
 
 
-def clean_prefix(sm: SplitModel, clean_stack: mx.array, ablated: Ablated, start_layer: int) -> list[mx.array]:
-    """Sender-difference chunks [1, N, c, p*d] of the unpatched run for layers < ``start_layer``."""
-    graph = sm.graph
-    N = clean_stack.shape[0]
-    diff = (clean_stack - ablated.stack).reshape(N, graph.n_senders, -1)[None]  # [1, N, S, pd]
-    chunks = [diff[:, :, :1]]
-    for layer in range(start_layer):
-        first = graph.head_sender(layer, 0)
-        chunks.append(diff[:, :, first : first + sm.h + 1])
-    return chunks
+def clean_prefix(sm: SplitModel, clean_stack: mx.array, ablated: Ablated, start_layer: int) -> mx.array:
+    """[1, s0, N*p*d]: sender differences of the unpatched run for the senders before ``start_layer``."""
+    s0 = sm.graph.attn_up(start_layer)
+    N = clean_stack.shape[1]
+    return (clean_stack[:s0] - ablated.stack[:s0]).reshape(1, s0, N * clean_stack[0, 0].size)
 
 
 # ---- the runs every method starts from ---------------------------------------------------------
@@ -266,7 +284,7 @@ class Runs:
     """Clean embeddings and sender outputs, and the ablated run, for one task."""
 
     clean_embeds: mx.array  # [N, p, d]
-    clean_stack: mx.array  # [N, S, p, d]
+    clean_stack: mx.array  # [S, N, p, d]
     clean_logits: mx.array  # [N, v]
     ablated: Ablated
     forwards: int
@@ -279,7 +297,7 @@ def _stack_in_chunks(sm: SplitModel, embeds: mx.array, position: int, max_rows: 
         mx.eval(s, lg)
         stacks.append(s)
         logits.append(lg)
-    return mx.concatenate(stacks, axis=0), mx.concatenate(logits, axis=0)
+    return mx.concatenate(stacks, axis=1), mx.concatenate(logits, axis=0)
 
 
 def prepare_runs(sm: SplitModel, task, max_rows: int = 64) -> Runs:
@@ -292,7 +310,7 @@ def prepare_runs(sm: SplitModel, task, max_rows: int = 64) -> Runs:
     else:
         source = task.reference if task.reference is not None else task.corrupted
         stack, _ = _stack_in_chunks(sm, sm.embed(source), task.position, max_rows)
-        stack = stack.mean(axis=0, keepdims=True)  # [1, S, p, d]: the mean sender output per position
+        stack = stack.mean(axis=1, keepdims=True)  # [S, 1, p, d]: the mean sender output per position
     mx.eval(stack)
     return Runs(clean_embeds, clean_stack, clean_logits, Ablated.from_stack(sm.graph, stack),
                 task.n + int(source.shape[0]))

@@ -87,7 +87,7 @@ def test_mean_ablation_uses_the_reference_mean(tiny, tiny_task):
                                    ablation="mean")
     g = graph_of(tiny)
     runs = prepare_runs(split_model(tiny), task)
-    assert runs.ablated.stack.shape[0] == 1
+    assert runs.ablated.stack.shape[1] == 1
     _, outs = handwritten_forward(tiny, tiny_task.corrupted)
     mean_input = outs["input"].mean(axis=0)
     assert _maxdiff(runs.ablated.stack[0, 0], mean_input) <= 1e-5
