@@ -1,0 +1,340 @@
+"""Experiment templates of the builtin programme, rendered into the sandbox as ordinary experiment files.
+
+Each file imports only what the guard allows (engine, engine.methods, numpy, math) and defines
+run(ctx). Candidate claims are first measured on the exploration split inside the experiment, and
+only claims with a notable exploration effect are submitted, each asking for at least half of that
+effect on the held-out split: the verifier, not this code, decides what is kept.
+"""
+
+from __future__ import annotations
+
+from string import Template
+from typing import Any
+
+HEADER = '''"""Builtin experiment: $slug (generated from orchestrator/agent/templates.py)."""
+import math
+
+import numpy as np
+
+import engine
+from engine import methods
+from engine.interventions import Patch
+
+PARAMS = $params
+SEED = $seed
+NOTABLE = 0.15  # smallest exploration effect worth sending to the verifier
+
+
+def patch(hook, positions=None, heads=None):
+    return Patch(hook=hook, positions=positions, heads=heads)
+
+
+def measure(ctx, interventions, target="corrupted", source="clean"):
+    """Mean per-pair normalised effect of the interventions on the exploration pairs (as the verifier defines it)."""
+    model = ctx.model
+    hooks = sorted(set(iv.hook for iv in interventions))
+    clean_logits, clean_cache = model.run_with_cache(ctx.clean_tokens, names=hooks, logit_positions=[-1])
+    corrupted_logits, corrupted_cache = model.run_with_cache(ctx.corrupted_tokens, names=hooks, logit_positions=[-1])
+    src = clean_cache if source == "clean" else corrupted_cache
+    base_tokens = ctx.corrupted_tokens if target == "corrupted" else ctx.clean_tokens
+    patched = model.run_with_hooks(base_tokens, interventions, source=src, reference=src, logit_positions=[-1])
+    clean_m = np.array(ctx.metric(clean_logits))
+    corrupted_m = np.array(ctx.metric(corrupted_logits))
+    patched_m = np.array(ctx.metric(patched))
+    base = corrupted_m if target == "corrupted" else clean_m
+    return float(np.mean((patched_m - base) / (clean_m - corrupted_m)))
+
+
+def claim(statement, interventions, effect, target="corrupted", source="clean"):
+    direction = "increase" if effect > 0 else "decrease"
+    return {
+        "statement": statement,
+        "interventions": [iv.model_dump(mode="json") for iv in interventions],
+        "target": target,
+        "source": source,
+        "normalise": True,
+        "expected_direction": direction,
+        "min_effect": round(max(0.1, 0.5 * abs(effect)), 3),
+    }
+
+
+def heatmap(title, values, x_ticks, y_ticks, x_label="position", y_label="layer"):
+    return {"type": "heatmap", "title": title, "values": values, "x_ticks": x_ticks, "y_ticks": y_ticks,
+            "x_label": x_label, "y_label": y_label}
+
+
+def head_code(layer, head):
+    return float(layer * 100 + head)
+
+
+def clean_ticks(result):
+    return [t for t in result.clean_str_tokens] or [str(i) for i in range(len(result.labels[-1]))]
+'''
+
+BODIES: dict[str, str] = {}
+
+BODIES["logit-lens"] = '''
+def run(ctx):
+    res = methods.logit_lens(ctx.model, ctx.clean_tokens, ctx.correct_ids, ctx.wrong_ids)
+    grid = np.array(res.values)  # [layer, position]
+    final = grid[:, -1]
+    target = float(final[-1])
+    crossing = [i for i, v in enumerate(final) if v >= 0.5 * target] if target > 0 else []
+    lens_layer = crossing[0] if crossing else -1
+    clean_m = np.array(ctx.metric(ctx.model.forward(ctx.clean_tokens, logit_positions=[-1])))
+    corrupted_m = np.array(ctx.metric(ctx.model.forward(ctx.corrupted_tokens, logit_positions=[-1])))
+    return {
+        "summary": res.summary() + f" Baseline metric: clean {clean_m.mean():.3f}, corrupted {corrupted_m.mean():.3f}; "
+                   f"the final-position lens reaches half its final value at layer {lens_layer}.",
+        "measurements": {
+            "k_gap": float(np.mean(clean_m - corrupted_m)),
+            "k_lens_layer": float(lens_layer),
+            "clean_metric": [float(v) for v in clean_m],
+            "corrupted_metric": [float(v) for v in corrupted_m],
+            "figures": [
+                heatmap("Logit lens: logit difference by layer and position (clean prompts)", grid.tolist(),
+                        res.labels[1], res.labels[0]),
+                {"type": "line", "title": "Logit lens at the final position", "x_label": "layer",
+                 "y_label": "logit difference", "x_ticks": res.labels[0], "values": [float(v) for v in final]},
+            ],
+        },
+        "claims": [],
+    }
+'''
+
+BODIES["resid-sweep"] = '''
+def run(ctx):
+    res = methods.activation_patching(ctx.model, ctx.clean_tokens, ctx.corrupted_tokens, ctx.correct_ids,
+                                      ctx.wrong_ids, hook="resid_pre", metric=ctx.metric_name)
+    grid = np.array(res.values)  # [layer, position], 0 = corrupted, 1 = clean
+    n_layers, n_pos = grid.shape
+    final = grid[:, -1]
+    strong = [l for l in range(n_layers) if final[l] >= 0.8]
+    l_final = strong[0] if strong else int(np.argmax(final))
+    side = grid[:, :-1].max(axis=1) if n_pos > 1 else np.zeros(n_layers)
+    carrying = [l for l in range(n_layers) if side[l] >= 0.2]
+    l_side = carrying[-1] if carrying else -1
+    claims = []
+    ivs = [patch(f"blocks.{l_final}.hook_resid_pre", positions=[-1])]
+    effect = measure(ctx, ivs)
+    if abs(effect) >= NOTABLE:
+        claims.append(claim(f"From layer {l_final} on, the final position's residual stream carries the answer: patching "
+                            f"the clean resid_pre at layer {l_final}, final position, into the corrupted run restores "
+                            f"at least {max(0.1, 0.5 * abs(effect)):.2f} of the clean-corrupted gap.", ivs, effect))
+    if l_side >= 0 and n_pos > 1:
+        ivs = [patch(f"blocks.{l_side}.hook_resid_pre", positions=list(range(n_pos - 1)))]
+        effect = measure(ctx, ivs)
+        if abs(effect) >= NOTABLE:
+            claims.append(claim(f"Up to layer {l_side} the answer still lives at the earlier (subject) positions: patching "
+                                f"the clean resid_pre at layer {l_side} at every position except the last restores at "
+                                f"least {max(0.1, 0.5 * abs(effect)):.2f} of the gap.", ivs, effect))
+    return {
+        "summary": res.summary() + f" Final position recovers >= 0.8 from layer {l_final}; earlier positions matter up to layer {l_side}.",
+        "measurements": {
+            "k_final_layer": float(l_final),
+            "k_side_layer": float(l_side),
+            "patching": res.model_dump(mode="json"),
+            "figures": [heatmap("Activation patching, resid_pre (clean into corrupted, normalised)", grid.tolist(),
+                                clean_ticks(res), res.labels[0])],
+        },
+        "claims": claims,
+    }
+'''
+
+BODIES["attn-mlp-sweep"] = '''
+def run(ctx):
+    model = ctx.model
+    attn = methods.activation_patching(model, ctx.clean_tokens, ctx.corrupted_tokens, ctx.correct_ids, ctx.wrong_ids,
+                                       hook="attn_out", metric=ctx.metric_name)
+    mlp = methods.activation_patching(model, ctx.clean_tokens, ctx.corrupted_tokens, ctx.correct_ids, ctx.wrong_ids,
+                                      hook="mlp_out", metric=ctx.metric_name)
+    a = np.array(attn.values)  # [layer, position]
+    m = np.array(mlp.values)
+    n_pos = a.shape[1]
+    attn_final = a[:, -1]
+    attn_layers = [int(l) for l in np.argsort(-attn_final, kind="stable")[:6]]
+    mlp_total = m.sum(axis=1)  # every position of a layer
+    mlp_layers = [int(l) for l in np.argsort(-mlp_total, kind="stable")[:3]]
+    claims = []
+    top = sorted(attn_layers[:3])
+    ivs = [patch(f"blocks.{l}.hook_attn_out", positions=[-1]) for l in top]
+    effect = measure(ctx, ivs)
+    if abs(effect) >= NOTABLE:
+        claims.append(claim(f"Attention at layers {top} moves the answer to the final position: patching their clean "
+                            f"outputs at the final position restores at least {max(0.1, 0.5 * abs(effect)):.2f} of the gap.",
+                            ivs, effect))
+    ivs = [patch(f"blocks.{l}.hook_mlp_out") for l in sorted(mlp_layers)]
+    effect = measure(ctx, ivs)
+    if abs(effect) >= NOTABLE:
+        claims.append(claim(f"MLP layers {sorted(mlp_layers)} recall the answer: patching their clean outputs at every "
+                            f"position restores at least {max(0.1, 0.5 * abs(effect)):.2f} of the gap.", ivs, effect))
+    measurements = {"attn_out": attn.model_dump(mode="json"), "mlp_out": mlp.model_dump(mode="json"),
+                    "figures": [heatmap("Activation patching, attn_out (normalised)", a.tolist(), clean_ticks(attn), attn.labels[0]),
+                                heatmap("Activation patching, mlp_out (normalised)", m.tolist(), clean_ticks(mlp), mlp.labels[0])]}
+    for i, l in enumerate(attn_layers):
+        measurements[f"k_attn_layer{i + 1}"] = float(l)
+    for i, l in enumerate(mlp_layers):
+        measurements[f"k_mlp_layer{i + 1}"] = float(l)
+    return {"summary": attn.summary() + " | " + mlp.summary(), "measurements": measurements, "claims": claims}
+'''
+
+BODIES["direct-logit-attribution"] = '''
+def run(ctx):
+    res = methods.direct_logit_attribution(ctx.model, ctx.clean_tokens, ctx.correct_ids, ctx.wrong_ids)
+    heads = np.array(res.heads)  # [layer, head]
+    order = np.argsort(-heads.ravel(), kind="stable")[:3]
+    top = [(int(i // heads.shape[1]), int(i % heads.shape[1])) for i in order]
+    claims = []
+    by_layer = {}
+    for l, h in top:
+        by_layer.setdefault(l, []).append(h)
+    ivs = [patch(f"blocks.{l}.attn.hook_z", positions=[-1], heads=sorted(hs)) for l, hs in sorted(by_layer.items())]
+    effect = measure(ctx, ivs, target="clean", source="corrupted")
+    names = ", ".join(f"L{l}H{h}" for l, h in top)
+    if abs(effect) >= NOTABLE:
+        claims.append(claim(f"Heads {names} (largest direct logit attribution) are needed at the final position: patching "
+                            f"their corrupted outputs into the clean run removes at least {max(0.1, 0.5 * abs(effect)):.2f} "
+                            f"of the gap.", ivs, effect, target="clean", source="corrupted"))
+    measurements = {"dla": res.model_dump(mode="json"),
+                    "figures": [heatmap("Direct logit attribution per head (clean prompts)", heads.tolist(),
+                                        [f"H{h}" for h in range(heads.shape[1])], [f"L{l}" for l in range(heads.shape[0])],
+                                        x_label="head"),
+                                {"type": "bar", "title": "Direct logit attribution per layer", "x_label": "layer",
+                                 "y_label": "logit difference", "x_ticks": [f"L{l}" for l in range(heads.shape[0])],
+                                 "series": {"attention": [float(v) for v in res.attn], "MLP": [float(v) for v in res.mlp]}}]}
+    for i, (l, h) in enumerate(top):
+        measurements[f"k_dla_head{i + 1}"] = head_code(l, h)
+    return {"summary": res.summary(), "measurements": measurements, "claims": claims}
+'''
+
+BODIES["head-sweep"] = '''
+def run(ctx):
+    res = methods.activation_patching(ctx.model, ctx.clean_tokens, ctx.corrupted_tokens, ctx.correct_ids, ctx.wrong_ids,
+                                      hook="z", positions=[-1], per_position=False, metric=ctx.metric_name)
+    grid = np.array(res.values).reshape(ctx.model.cfg.n_layers, -1)  # [layer, head] at the final position
+    order = np.argsort(-grid.ravel(), kind="stable")[:5]
+    top = [(int(i // grid.shape[1]), int(i % grid.shape[1])) for i in order]
+    claims = []
+    by_layer = {}
+    for l, h in top[:3]:
+        by_layer.setdefault(l, []).append(h)
+    ivs = [patch(f"blocks.{l}.attn.hook_z", positions=[-1], heads=sorted(hs)) for l, hs in sorted(by_layer.items())]
+    effect = measure(ctx, ivs)
+    names = ", ".join(f"L{l}H{h}" for l, h in top[:3])
+    if abs(effect) >= NOTABLE:
+        claims.append(claim(f"Heads {names} carry the answer into the final position: patching their clean outputs there "
+                            f"restores at least {max(0.1, 0.5 * abs(effect)):.2f} of the gap.", ivs, effect))
+    measurements = {"heads": res.model_dump(mode="json"),
+                    "figures": [heatmap("Per-head patching of hook_z at the final position (normalised)", grid.tolist(),
+                                        [f"H{h}" for h in range(grid.shape[1])], [f"L{l}" for l in range(grid.shape[0])],
+                                        x_label="head")]}
+    for i, (l, h) in enumerate(top):
+        measurements[f"k_head{i + 1}"] = head_code(l, h)
+    return {"summary": res.summary(), "measurements": measurements, "claims": claims}
+'''
+
+BODIES["attribution-check"] = '''
+def run(ctx):
+    args = (ctx.model, ctx.clean_tokens, ctx.corrupted_tokens, ctx.correct_ids, ctx.wrong_ids)
+    act = methods.activation_patching(*args, hook="resid_pre", metric=ctx.metric_name)
+    att = methods.attribution_patching(*args, hook="resid_pre", metric=ctx.metric_name)
+    a = np.array(act.values).ravel()
+    b = np.array(att.values).ravel()
+    r = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
+    return {
+        "summary": f"Attribution vs activation patching over resid_pre: Pearson r = {r:.3f} over {a.size} cells. "
+                   + att.summary(),
+        "measurements": {"k_pearson_r": r, "attribution": att.model_dump(mode="json"),
+                         "figures": [heatmap("Attribution patching, resid_pre (linear estimate, normalised)",
+                                             np.array(att.values).tolist(), clean_ticks(att), att.labels[0])]},
+        "claims": [],
+    }
+'''
+
+BODIES["path-patching"] = '''
+def run(ctx):
+    heads = [tuple(h) for h in PARAMS.get("heads", [])]
+    if len(heads) < 2:
+        return {"summary": "Path patching skipped: fewer than two candidate heads from the head sweep.",
+                "measurements": {}, "claims": []}
+    sender = heads[0]
+    receivers = [h for h in heads[1:] if h[0] > sender[0]]
+    if not receivers:
+        sender = max(heads)
+        receivers = [h for h in heads if h[0] > min(heads)[0] and h != min(heads)] or heads[1:]
+        sender = min(heads)
+    results = {}
+    for inp in ("q", "k", "v"):
+        res = methods.path_patching(ctx.model, ctx.clean_tokens, ctx.corrupted_tokens, ctx.correct_ids, ctx.wrong_ids,
+                                    sender=methods.Head(layer=sender[0], head=sender[1]),
+                                    receivers=[methods.Head(layer=l, head=h) for l, h in receivers],
+                                    receiver_input=inp)
+        results[inp] = res
+    best = max(results, key=lambda k: abs(results[k].value))
+    return {
+        "summary": " | ".join(r.summary() for r in results.values()),
+        "measurements": {"k_path_value": float(results[best].value),
+                         "paths": {k: r.model_dump(mode="json") for k, r in results.items()},
+                         "figures": [{"type": "bar", "title": f"Path patching from L{sender[0]}H{sender[1]} by receiver input",
+                                      "x_label": "receiver input", "y_label": "fraction of gap",
+                                      "x_ticks": list(results), "values": [float(r.value) for r in results.values()]}]},
+        "claims": [],
+    }
+'''
+
+BODIES["circuit-check"] = '''
+def run(ctx):
+    heads = [tuple(h) for h in PARAMS.get("heads", [])]
+    mlps = list(PARAMS.get("mlp_layers", []))
+    components = [methods.Head(layer=l, head=h) for l, h in heads] + [methods.MLP(layer=l) for l in mlps]
+    if not components:
+        return {"summary": "Circuit check skipped: no candidate components.", "measurements": {}, "claims": []}
+    res = methods.circuit_check(ctx.model, ctx.clean_tokens, ctx.corrupted_tokens, ctx.correct_ids, ctx.wrong_ids,
+                                components=components)
+    by_layer = {}
+    for l, h in heads:
+        by_layer.setdefault(l, []).append(h)
+    ivs = [patch(f"blocks.{l}.attn.hook_z", heads=sorted(hs)) for l, hs in sorted(by_layer.items())]
+    ivs += [patch(f"blocks.{l}.hook_mlp_out") for l in sorted(mlps)]
+    names = ", ".join(str(c) for c in components)
+    claims = []
+    effect = measure(ctx, ivs)
+    if abs(effect) >= NOTABLE:
+        claims.append(claim(f"The candidate circuit ({names}) is sufficient: patching only its clean outputs into the "
+                            f"corrupted run restores at least {max(0.1, 0.5 * abs(effect)):.2f} of the gap.", ivs, effect))
+    effect_n = measure(ctx, ivs, target="clean", source="corrupted")
+    if abs(effect_n) >= NOTABLE:
+        claims.append(claim(f"The candidate circuit ({names}) is necessary: patching its corrupted outputs into the clean "
+                            f"run removes at least {max(0.1, 0.5 * abs(effect_n)):.2f} of the gap.", ivs, effect_n,
+                            target="clean", source="corrupted"))
+    nodes = [{"id": str(c), "label": str(c), "layer": c.layer} for c in components] + [{"id": "logits", "label": "logits", "layer": ctx.model.cfg.n_layers}]
+    edges = [{"source": str(c), "target": "logits", "weight": 1.0} for c in components]
+    return {
+        "summary": res.summary() + f" Patching the circuit: sufficiency effect {effect:.3f}, necessity effect {effect_n:.3f}.",
+        "measurements": {"k_necessity": float(res.necessity), "k_sufficiency": float(res.sufficiency),
+                         "circuit": res.model_dump(mode="json"),
+                         "figures": [{"type": "graph", "title": "Candidate circuit", "nodes": nodes, "edges": edges}]},
+        "claims": claims,
+    }
+'''
+
+BODIES["synthesis"] = '''
+def run(ctx):
+    clean_m = np.array(ctx.metric(ctx.model.forward(ctx.clean_tokens, logit_positions=[-1])))
+    corrupted_m = np.array(ctx.metric(ctx.model.forward(ctx.corrupted_tokens, logit_positions=[-1])))
+    correct = float(np.mean(clean_m > 0))
+    return {"summary": f"Baseline re-measured: clean {clean_m.mean():.3f}, corrupted {corrupted_m.mean():.3f}; the clean "
+                       f"answer beats the wrong one on {correct:.0%} of exploration pairs.",
+            "measurements": {"k_clean_correct_fraction": correct}, "claims": []}
+'''
+
+
+class UnknownTemplateError(KeyError):
+    """The programme asked for a template that does not exist."""
+
+
+def render(slug: str, params: dict[str, Any], *, seed: int) -> str:
+    if slug not in BODIES:
+        raise UnknownTemplateError(f"no builtin template for step {slug!r}; known: {sorted(BODIES)}")
+    header = Template(HEADER).substitute(slug=slug, params=repr(params), seed=int(seed))
+    return header + BODIES[slug]
