@@ -28,6 +28,7 @@ from orchestrator.records import finding_body, finding_note, finding_title, ledg
 from orchestrator.rundir import RunDir, RunLock, utc_now
 from orchestrator.state import AttemptRecord, RunState, StateStore
 from orchestrator.task import Task
+from sandbox.contract import load_contract
 from sandbox.schemas import ExperimentResult
 
 
@@ -62,6 +63,7 @@ class Loop:
         self.ledger = Ledger(run.ledger)
         self.ratchet = Ratchet(run.root)
         self.contract_sha = ""
+        self._contract_text: str | None = None
         self.state: RunState | None = None
         self._t0 = time.monotonic()
         self._elapsed0 = 0.0
@@ -176,10 +178,25 @@ class Loop:
                                   s.elapsed_s, usage.dollars, usage.total_tokens, rec.slug))
 
     # ---------------------------------------------------------------- helpers
+    def _contract_description(self) -> str:
+        """What the contract pins, as the roles should read it (exploration pairs only, never held-out)."""
+        if self._contract_text is None:
+            contract = load_contract(self.run.root)
+            examples = "\n".join(
+                f"  - clean {p.clean!r} -> {p.correct!r}; corrupted {p.corrupted!r} -> {p.wrong!r}"
+                for p in contract.exploration[:4]
+            )
+            self._contract_text = (
+                f"model: {contract.model}\nmetric: {contract.metric} (per pair, final position)\n"
+                f"exploration pairs (ctx.pairs): {len(contract.exploration)}; held-out pairs (verifier only): "
+                f"{len(contract.held_out)}\nseed: {contract.seed}\nexamples:\n{examples}\n"
+            )
+        return self._contract_text
+
     def _context(self) -> AgentContext:
         return AgentContext(
             program=self.run.program_md.read_text(encoding="utf-8"),
-            contract_description=(self.run.contract / "metrics.py").read_text(encoding="utf-8"),
+            contract_description=self._contract_description(),
             engine_guide=self.c.engine_guide,
             model_facts=self.c.model_facts or {},
             seed=self.task.seed,
@@ -272,7 +289,11 @@ class Loop:
         handle = self.c.backend.submit(request)
         self.log.info("experiment_submitted", attempt=rec.attempt, file=rec.experiment_file, repairs=rec.repairs)
         crash_point("experiment-running", rec.attempt)
-        outcome = self.c.backend.wait(handle)
+        try:
+            outcome = self.c.backend.wait(handle)
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: stop the child now; resume re-runs the experiment
+            self.c.backend.cancel(handle)
+            raise
         tampered = check_contract(self.run.root)
         if tampered:
             restore_contract(self.run.root)

@@ -7,8 +7,12 @@ plain lines on each phase change, so logs stay readable.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from typing import IO
+import time
+from dataclasses import dataclass, replace
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 
 @dataclass
@@ -34,6 +38,22 @@ def render(s: Snapshot) -> str:
     )
 
 
+class _LiveLine:
+    """Rendered by rich at each refresh, so the clock keeps ticking during a long experiment."""
+
+    def __init__(self) -> None:
+        self.snap: Snapshot | None = None
+        self.at = time.monotonic()
+
+    def __rich__(self) -> "Text":
+        from rich.text import Text
+
+        if self.snap is None:
+            return Text("starting…")
+        ticking = replace(self.snap, elapsed_s=self.snap.elapsed_s + time.monotonic() - self.at)
+        return Text(render(ticking))  # Text, not a str: "[planning]" must not be read as markup
+
+
 class Progress:
     """Rich live line on a TTY, plain lines otherwise; ``quiet`` prints nothing."""
 
@@ -46,7 +66,8 @@ class Progress:
             from rich.console import Console
             from rich.live import Live
 
-            self._live = Live("", console=Console(file=self.stream), refresh_per_second=4, transient=False)
+            self._line = _LiveLine()
+            self._live = Live(self._line, console=Console(file=self.stream), refresh_per_second=2, transient=False)
             self._live.start()
 
     def update(self, snap: Snapshot) -> None:
@@ -54,7 +75,7 @@ class Progress:
             return
         line = render(snap)
         if self._live is not None:
-            self._live.update(line)
+            self._line.snap, self._line.at = snap, time.monotonic()
         elif line.split("|")[0] != self._last.split("|")[0]:  # plain mode: one line per phase change
             print(line, file=self.stream, flush=True)
         self._last = line
