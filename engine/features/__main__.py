@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.features.pipeline import BuildConfig, build
+from engine.features.pipeline import BuildConfig, build, sample_existing
 from engine.features.schemas import TrainConfig
 
 
@@ -22,9 +22,23 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--architecture", choices=("topk", "batchtopk"), default="topk")
     b.add_argument("--epochs", type=float, default=3.0)
     b.add_argument("--latents", type=int, default=50)
+    b.add_argument("--order", choices=("frequency", "random"), default="frequency")
     b.add_argument("--quiet", action="store_true")
+    s = sub.add_parser("sample", help="cache the hook of an existing SAELens-layout SAE and sample latent examples")
+    s.add_argument("--sae", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--model", default="smollm2-135m")
+    s.add_argument("--tokens", type=int, default=150_000)
+    s.add_argument("--latents", type=int, default=50)
+    s.add_argument("--order", choices=("frequency", "random"), default="frequency")
+    s.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    cfg = BuildConfig(model=args.model, hook=args.hook, n_tokens=args.tokens, n_latents=args.latents,
+    if args.command == "sample":
+        rep = sample_existing(args.sae, args.out, model_name=args.model, n_tokens=args.tokens, n_latents=args.latents,
+                              order=args.order, progress=not args.quiet)
+        print(rep.model_dump_json(indent=2))
+        return 0
+    cfg = BuildConfig(model=args.model, hook=args.hook, n_tokens=args.tokens, n_latents=args.latents, latent_order=args.order,
                       train=TrainConfig(architecture=args.architecture, d_sae=args.d_sae, k=args.k, epochs=args.epochs))
     report = build(cfg, args.out, progress=not args.quiet)
     print(report.model_dump_json(indent=2))

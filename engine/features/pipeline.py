@@ -97,6 +97,58 @@ class _Clock:
         self._w, self._c = w, c
 
 
+class SampleReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sae: str
+    hook: str
+    n_cached_tokens: int
+    dead_fraction: float
+    latents_with_examples: int
+    sampled_latents: int
+    seconds: dict[str, float]
+    cpu_seconds: dict[str, float]
+
+
+def sample_existing(sae_dir: str | Path, out_dir: str | Path, *, model_name: str = "smollm2-135m",
+                    n_tokens: int = 150_000, ctx_len: int = 65, n_latents: int = 50, order: str = "frequency",
+                    seed: int = 0, progress: bool = True) -> SampleReport:
+    """Examples for an SAE made elsewhere: cache its hook over the corpus (or reuse the cache), then sample."""
+    import engine
+    from engine.features.caching import MANIFEST, ActivationStore, cache_activations
+    from engine.features.sae_io import load_sae
+    from engine.features.sampling import SampleConfig, latent_stats, sample_latents, sparse_activations
+
+    out = Path(out_dir)
+    seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    clock = _Clock(seconds, cpu)
+    sae = load_sae(sae_dir)
+    if not sae.cfg.hook_name:
+        raise ValueError(f"{sae_dir}/cfg.json names no hook_name; the activations to explain cannot be cached")
+    model = engine.load_model(model_name)
+    clock.lap("load")
+    probe = BuildConfig(model=model_name, hook=sae.cfg.hook_name, n_tokens=n_tokens, ctx_len=ctx_len, corpus_seed=seed)
+    if not _cache_matches(out / "cache" / MANIFEST, probe):
+        cache_activations(model, sae.cfg.hook_name, out / "cache", n_tokens=n_tokens, ctx_len=ctx_len, seed=seed,
+                          progress=progress)
+    store = ActivationStore(out / "cache")
+    clock.lap("cache")
+    scfg = SampleConfig(seed=seed)
+    sparse = sparse_activations(sae, store, scfg.window)
+    windows, _ = latent_stats(sparse, sae.cfg.d_sae, store.manifest.n_usable_tokens)
+    latent_set = sample_latents(sae, store, model.tokenizer, n=n_latents, cfg=scfg, sae_path=str(sae_dir),
+                                order=order, sparse=sparse)
+    (out / "latents.json").write_text(latent_set.model_dump_json())
+    clock.lap("sample")
+    report = SampleReport(sae=str(sae_dir), hook=sae.cfg.hook_name, n_cached_tokens=store.manifest.n_tokens,
+                          dead_fraction=latent_set.dead_fraction,
+                          latents_with_examples=int((windows >= scfg.min_activating).sum()),
+                          sampled_latents=len(latent_set.latents), seconds=seconds, cpu_seconds=cpu)
+    (out / "sample_report.json").write_text(report.model_dump_json(indent=2))
+    return report
+
+
 def _cache_matches(manifest_path: Path, cfg: BuildConfig) -> bool:
     if not manifest_path.is_file():
         return False

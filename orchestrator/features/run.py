@@ -1,0 +1,191 @@
+"""Run a feature task into a run directory: engine work in a child process, the refinement loop here,
+one ledger line per latent, and one findings commit (by the ratchet) per kept explanation.
+
+Layout (DESIGN.md section 4, feature flavour):
+  task.yaml, program.md            the task as run
+  contract/feature_task.json       the task and the sha256 of the SAE weights and held-out examples
+  engine/                          cache, SAE (SAELens layout), latents.json — ignored by git (large)
+  results/NNNN.json                {"result": {"summary", "measurements": {"feature_cards", "outcome"}}}
+  findings/NNNN-latent-L.md        a kept explanation: every round, adversarial input and score
+  results.jsonl                    the ledger (kept and discarded latents alike)
+  state/first_explanations.json    first explanations (the random-explanation pool), for resume
+Resume = run again on the same directory: latents already in the ledger are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.blas import blas_env
+from engine.features.schemas import LatentSet
+from orchestrator.agent.base import Usage
+from orchestrator.features.batch import FeatureSummary, first_explanations, summarise
+from orchestrator.features.findings import feature_card, finding_markdown
+from orchestrator.features.measure_client import SubprocessMeasurer
+from orchestrator.features.refine import Measurer, refine_latent
+from orchestrator.features.schemas import Explanation, LatentOutcome
+from orchestrator.features.task import FeatureTask, make_explainer, make_scorer
+from orchestrator.fsutil import atomic_write_json, atomic_write_text, sha256_file
+from orchestrator.ledger import Ledger, LedgerEntry
+from orchestrator.ratchet import Ratchet
+from orchestrator.rundir import utc_now, utc_stamp
+
+
+class FeatureRunError(RuntimeError):
+    """The engine step failed or the run directory is unusable; the message says which and why."""
+
+
+def engine_command(task: FeatureTask, out: Path, python: str = sys.executable) -> list[str]:
+    """The child command that produces engine/sae and engine/latents.json."""
+    base = [python, "-I", "-m", "engine.features"]
+    if task.sae:
+        return base + ["sample", "--sae", task.sae, "--out", str(out), "--model", task.model, "--tokens",
+                       str(task.corpus_tokens), "--latents", str(task.n_latents), "--order", task.latent_order, "--quiet"]
+    t = task.train
+    return base + ["build", "--out", str(out), "--model", task.model, "--hook", t.hook, "--tokens", str(t.n_tokens),
+                   "--d-sae", str(t.d_sae), "--k", str(t.k), "--architecture", t.architecture, "--epochs", str(t.epochs),
+                   "--latents", str(task.n_latents), "--order", task.latent_order, "--quiet"]
+
+
+def run_engine(task: FeatureTask, root: Path, python: str = sys.executable, timeout: float = 3600.0) -> None:
+    out = root / "engine"
+    if (out / "latents.json").is_file():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    (root / "logs").mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN", "_SECRET"))}
+    env.update(blas_env(env))
+    with (root / "logs" / "engine.log").open("ab") as log:
+        try:
+            proc = subprocess.run(engine_command(task, out, python), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                  timeout=timeout, cwd=str(Path(__file__).resolve().parents[2]), start_new_session=True)
+        except subprocess.TimeoutExpired:
+            raise FeatureRunError(f"the engine step took longer than {timeout:.0f}s; see {root / 'logs' / 'engine.log'}") from None
+    if proc.returncode != 0 or not (out / "latents.json").is_file():
+        tail = (root / "logs" / "engine.log").read_text(errors="replace")[-1500:]
+        raise FeatureRunError(f"the engine step failed (exit {proc.returncode}):\n{tail}")
+
+
+def sae_dir(task: FeatureTask, root: Path) -> Path:
+    return Path(task.sae) if task.sae else root / "engine" / "sae"
+
+
+def _init_repo(task: FeatureTask, root: Path, task_text: str) -> Ratchet:
+    if (root / ".git").exists():
+        return Ratchet(root)
+    sae = sae_dir(task, root)
+    contract = {
+        "task": json.loads(task.model_dump_json()),
+        "sha256": {
+            "latents.json": sha256_file(root / "engine" / "latents.json"),
+            "sae_weights.safetensors": sha256_file(sae / "sae_weights.safetensors"),
+            "cfg.json": sha256_file(sae / "cfg.json"),
+        },
+    }
+    for sub in ("contract", "results", "findings", "state", "logs"):
+        (root / sub).mkdir(exist_ok=True)
+    atomic_write_text(root / "task.yaml", task_text)
+    atomic_write_text(root / "program.md", f"# Feature task: {task.name}\n\n{task.question.strip()}\n\n"
+                      f"Explain {task.n_latents} latents ({task.latent_order}) of `{sae}`; explainer "
+                      f"{task.explainer.provider}, scorer {task.scorer.provider}; keep rule: held-out "
+                      f"{task.refine.keep_metric} >= baseline + {task.refine.keep_sigma:g} sigma.\n")
+    atomic_write_json(root / "contract" / "feature_task.json", contract)
+    ratchet = Ratchet.init(root, ["contract", "task.yaml", "program.md"], f"contract: {task.name}\n\nFeature task setup.\n")
+    exclude = Path(ratchet.repo.git_dir) / "info" / "exclude"
+    exclude.write_text(exclude.read_text() + "/engine/\n")
+    return ratchet
+
+
+def _firsts(root: Path, latent_set: LatentSet, explainer) -> tuple[dict[int, Explanation], Usage]:
+    path = root / "state" / "first_explanations.json"
+    if path.is_file():
+        raw = json.loads(path.read_text())
+        return {int(k): Explanation.model_validate(v) for k, v in raw.items()}, Usage()
+    firsts, usage, errors = first_explanations(latent_set, explainer)
+    if not firsts:
+        raise FeatureRunError(f"no latent got a first explanation: {list(errors.values())[:3]}")
+    atomic_write_json(path, {str(k): v.model_dump(mode="json") for k, v in firsts.items()})
+    return firsts, usage
+
+
+def run_feature_task(task: FeatureTask, root: Path, *, task_text: str | None = None, python: str = sys.executable,
+                     client_factory=None, measurer: Measurer | None = None,
+                     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> FeatureSummary:
+    """Run (or resume) ``task`` in ``root``; returns the summary over every latent in the ledger."""
+    started = time.perf_counter()
+    root.mkdir(parents=True, exist_ok=True)
+    log(f"[features] engine step -> {root / 'engine'}")
+    run_engine(task, root, python)
+    ratchet = _init_repo(task, root, task_text or json.dumps(task.model_dump(mode="json"), indent=2))
+    contract_sha = sha256_file(root / "contract" / "feature_task.json")
+    latent_set = LatentSet.model_validate_json((root / "engine" / "latents.json").read_text())
+    latent_set = latent_set.model_copy(update={"latents": latent_set.latents[: task.n_latents]})
+    explainer, scorer = make_explainer(task, client_factory), make_scorer(task, client_factory)
+    firsts, usage = _firsts(root, latent_set, explainer)
+    ledger = Ledger(root / "results.jsonl")
+    own = measurer is None
+    measurer = measurer or SubprocessMeasurer(sae_dir(task, root), task.model, python=python)
+    outcomes: list[LatentOutcome] = []
+    try:
+        for attempt, lat in enumerate(latent_set.latents, start=1):
+            result_path = root / "results" / f"{attempt:04d}.json"
+            if ledger.get(attempt) is not None and result_path.is_file():
+                outcomes.append(LatentOutcome.model_validate(json.loads(result_path.read_text())["result"]["measurements"]["outcome"]))
+                continue
+            if lat.latent not in firsts:
+                continue
+            began = utc_now()
+            pool = [(lid, e) for lid, e in sorted(firsts.items()) if lid != lat.latent]
+            random.Random(task.seed * 100_003 + lat.latent).shuffle(pool)
+            outcome = refine_latent(lat, explainer, scorer, measurer, pool[: task.refine.n_baseline], task.refine,
+                                    initial=firsts[lat.latent], sae=str(sae_dir(task, root)), hook=latent_set.hook)
+            outcomes.append(outcome)
+            _record(root, ratchet, ledger, attempt, lat, outcome, contract_sha, began)
+            log(f"[features] latent {lat.latent}: {'KEPT' if outcome.kept else 'discarded'} "
+                f"({outcome.keep_metric} {outcome.test.get(outcome.keep_metric):.3f}, {outcome.margins[outcome.keep_metric]:+.1f} sigma)")
+    finally:
+        if own and isinstance(measurer, SubprocessMeasurer):
+            measurer.close()
+    summary = summarise(outcomes, usage, time.perf_counter() - started, task.refine)
+    atomic_write_json(root / "state" / "summary.json", json.loads(summary.model_dump_json()))
+    return summary
+
+
+def _record(root: Path, ratchet: Ratchet, ledger: Ledger, attempt: int, lat, outcome: LatentOutcome,
+            contract_sha: str, began: str) -> None:
+    """results file, then (kept only) the finding note, then the ledger line, then the findings commit."""
+    slug = f"latent-{outcome.latent}"
+    result = {"result": {"summary": f"latent {outcome.latent}: {outcome.final.text}",
+                         "measurements": {"feature_cards": [feature_card(outcome, lat)],
+                                          "outcome": json.loads(outcome.model_dump_json())}}}
+    result_path = root / "results" / f"{attempt:04d}.json"
+    atomic_write_json(result_path, result)
+    paths = [str(result_path.relative_to(root)), "results.jsonl"]
+    if outcome.kept:
+        note = root / "findings" / f"{attempt:04d}-{slug}.md"
+        atomic_write_text(note, finding_markdown(outcome))
+        paths.append(str(note.relative_to(root)))
+    m = outcome.keep_metric
+    ledger.append(LedgerEntry(
+        attempt=attempt, slug=slug, phase="committing", method="explain-latent", hypothesis=outcome.final.text,
+        contract_sha256=contract_sha, result_summary=f"test {m} {outcome.test.get(m):.3f} vs baseline "
+        f"{outcome.baselines[m].mean:.3f} ± {outcome.baselines[m].sigma:.3f}",
+        key_figures={**{f"test_{k}": outcome.test.get(k) for k in ("detection", "fuzzing", "simulation")},
+                     f"margin_{m}_sigma": outcome.margins[m], "rounds": float(len(outcome.rounds))},
+        decision="keep" if outcome.kept else "discard",
+        reason=f"{outcome.margins[m]:+.2f} sigma vs random-explanation baseline (rule >= {outcome.keep_sigma:g})",
+        tokens=outcome.usage.total_tokens, dollars=outcome.usage.dollars, calls=outcome.usage.calls,
+        durations_s={"refine": round(outcome.seconds, 3)}, started_at=began, ended_at=utc_now()))
+    if outcome.kept:
+        ratchet.commit_finding(attempt, paths, f"finding {attempt:04d}: latent {outcome.latent}", outcome.final.text)
+
+
+def default_run_dir(task: FeatureTask, runs_root: Path = Path("runs")) -> Path:
+    return runs_root / f"{task.name}-{utc_stamp()}"
