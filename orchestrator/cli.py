@@ -23,6 +23,7 @@ from orchestrator.loop import Loop
 from orchestrator.progress import Progress
 from orchestrator.review import format_review, format_status, review_data, status_data, to_json
 from orchestrator.rundir import RunDir, RunDirError, create_run_dir, default_run_dir, is_run_dir, open_run_dir
+from orchestrator.state import StateStore
 from orchestrator.task import Task, TaskError, load_task
 from orchestrator.wiring import WiringError, build_components
 
@@ -76,8 +77,9 @@ def _stored_task(run: RunDir) -> Task:
 
 
 def _components(task: Task, root: Path):
+    spent = StateStore(root).load().usage if StateStore(root).exists() else None
     try:
-        return build_components(task, root)
+        return build_components(task, root, spent)
     except WiringError as exc:
         raise CliError(f"cannot start: {exc}", EXIT_UNAVAILABLE) from None
 

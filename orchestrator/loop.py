@@ -232,6 +232,10 @@ class Loop:
         assert rec.plan is not None
         step = self.c.agent.write_experiment(rec.plan, self._research_state(), self._context(), rec.feedback)
         code = self._account(rec, step, "executor")
+        if code is None and rec.feedback is not None:  # a repair that did not come: the original failure stands
+            guard_said_no = rec.feedback.startswith("guard rejected")
+            return self._end(rec, "rejected" if guard_said_no else "crash",
+                             f"{rec.feedback[:1500]} — the executor could not repair it: {step.error or 'no detail'}")
         if code is None:
             return self._end(rec, "failed", f"executor produced no valid code: {step.error or 'no detail'}")
         path = self.run.experiment_path(rec.attempt, rec.slug)

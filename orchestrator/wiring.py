@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from orchestrator.agent.base import Usage
 from orchestrator.loop import Components
 from orchestrator.task import Task
 
@@ -86,8 +87,28 @@ def build_verifier(task: Task, run_root: Path) -> Any:
     return SubprocessVerifier(task, run_root)
 
 
-def build_components(task: Task, run_root: Path) -> Components:
-    """Everything a run of ``task`` at ``run_root`` needs; WiringError if anything is missing."""
+def remaining_budget(task: Task, spent: Usage | None) -> Task:
+    """``task`` with token and dollar budgets reduced by what earlier sessions of the run spent.
+
+    Why: a provider's own budget ledger starts at zero in each process, so without this a run
+    resumed N times could spend N budgets.
+    """
+    if spent is None:
+        return task
+    b = task.budgets
+    update: dict[str, Any] = {}
+    if b.max_tokens is not None:
+        update["max_tokens"] = max(0, b.max_tokens - spent.total_tokens)
+    if b.max_dollars is not None:
+        update["max_dollars"] = max(0.0, b.max_dollars - spent.dollars)
+    return task.model_copy(update={"budgets": b.model_copy(update=update)}) if update else task
+
+
+def build_components(task: Task, run_root: Path, spent: Usage | None = None) -> Components:
+    """Everything a run of ``task`` at ``run_root`` needs; WiringError if anything is missing.
+
+    ``spent``: usage recorded by earlier sessions of this run (on resume), deducted from the agent's budget.
+    """
     spec = os.environ.get(ENV)
     if spec:
         components = _load(spec)(task, run_root)
@@ -95,7 +116,7 @@ def build_components(task: Task, run_root: Path) -> Components:
             raise WiringError(f"{spec} returned {type(components).__name__}, expected orchestrator.loop.Components")
         return components
     return Components(
-        agent=build_agent(task),
+        agent=build_agent(remaining_budget(task, spent)),
         backend=build_backend(task, run_root),
         guard=build_guard(),
         verifier=build_verifier(task, run_root),

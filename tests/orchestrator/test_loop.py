@@ -186,3 +186,19 @@ def test_locked_run_is_refused(finished: tuple[Path, Path]) -> None:
     with RunLock(RunDir(run_dir)):
         proc = _cli("resume", str(run_dir), "--quiet")
     assert proc.returncode == 4 and "another process" in proc.stderr
+
+
+def test_unrepairable_runtime_error_is_recorded_as_a_crash(tmp_path: Path) -> None:
+    class CannotRepair(ScriptedAgent):
+        def write_experiment(self, plan: Any, state: Any, context: Any, feedback: Any) -> Any:
+            from orchestrator.agent.schemas import ExperimentCode
+
+            if feedback is not None:
+                return StepResult(value=None, error="templates cannot repair their own code")
+            return StepResult(value=ExperimentCode(code="def run(ctx):\n    return {'summary': 1 / 0}\n"))
+
+    run, task = make_run(tmp_path, "run", _task(tmp_path, n=1))
+    Loop(run, task, _components(CannotRepair())).run_until_stopped()
+    (entry,) = read_ledger(run.ledger)
+    assert (entry.decision, entry.phase) == ("crash", "writing")
+    assert "ZeroDivisionError" in entry.reason and "could not repair" in entry.reason

@@ -123,3 +123,17 @@ def test_ratchet_commit_is_idempotent_and_clears_stale_locks(tmp_path: Path) -> 
     assert ratchet.commit_finding(1, ["findings/0001-x.md"], "finding 0001: x", "body") == sha
     assert [a for a, _ in ratchet.findings()] == [1]
     assert len(list(ratchet.repo.iter_commits("findings"))) == 2
+
+
+def test_resumed_agent_budget_is_what_is_left(tmp_path: Path) -> None:
+    from orchestrator.agent.base import Usage
+    from orchestrator.task import load_task
+    from orchestrator.wiring import remaining_budget
+
+    path = tmp_path / "t.yaml"
+    path.write_text("name: t\nquestion: q\ngenerator: {family: ioi, n: 8}\n"
+                    "budgets: {max_experiments: 3, max_tokens: 1000, max_dollars: 2.0}\n")
+    task = load_task(path, check_tokenizer=False)
+    left = remaining_budget(task, Usage(input_tokens=700, output_tokens=100, dollars=2.5)).budgets
+    assert (left.max_tokens, left.max_dollars, left.max_experiments) == (200, 0.0, 3)
+    assert remaining_budget(task, None) is task
