@@ -19,9 +19,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from orchestrator.report.fmt import show_token
-from orchestrator.report.specs import FigureSpec, graph_layers
+from orchestrator.report.specs import FigureSpec, graph_layers, plottable
 
 DPI = 100
+MAX_DRAWN_EDGES = 200  # the heaviest ones; arrows are slow to draw and a hairball reads no better
+MAX_BARS = 600  # beyond this many bars, grouped bars are drawn as lines (thousands of rectangles take seconds each)
 POSITIVE, NEGATIVE, NEUTRAL = "#1f5fa8", "#c0392b", "#9e9e9e"
 PALETTE = ("#1f5fa8", "#e07b39", "#2e8b57", "#c0392b", "#7b4ea3", "#8c6d31", "#d45087", "#5f6b6d",
            "#17becf", "#bcbd22", "#393b79", "#637939")
@@ -58,10 +60,6 @@ def _every(n: int, limit: int) -> int:
     return max(1, math.ceil(n / limit))
 
 
-def _finite(values: list[float]) -> list[float]:
-    return [v for v in values if not math.isnan(v)]
-
-
 def _xticks(ax, labels: list[str], n: int, limit: int = 60) -> None:
     step = _every(n, limit)
     idx = list(range(0, n, step))
@@ -77,7 +75,7 @@ def heatmap(spec: FigureSpec) -> bytes:
     """Layers × positions (or × heads) with a colour scale centred on zero, as in TransformerLens plots."""
     import numpy as np
 
-    data = np.array(spec.values, dtype=float)
+    data = np.array([plottable(row) for row in spec.values or []], dtype=float)
     rows, cols = data.shape
     finite = data[np.isfinite(data)]
     bound = float(np.max(np.abs(finite))) if finite.size else 1.0
@@ -118,8 +116,10 @@ def _labels(ax, spec: FigureSpec) -> None:
 
 def bar(spec: FigureSpec) -> bytes:
     """One group: bars coloured by sign (DLA-style); several groups: grouped bars with a legend."""
-    groups = spec.groups()
+    groups = {name: plottable(values) for name, values in spec.groups().items()}
     n = len(next(iter(groups.values())))
+    if n * len(groups) > MAX_BARS:
+        return line(spec)
     with _plain_text():
         fig = new_figure(_clamp(2.5 + 0.28 * n * max(1, len(groups) // 2), 5.0, 12.0), 4.0)
         ax = fig.add_subplot()
@@ -142,7 +142,7 @@ def bar(spec: FigureSpec) -> bytes:
 
 def line(spec: FigureSpec) -> bytes:
     """One line per group over the x ticks (e.g. logit lens by layer)."""
-    groups = spec.groups()
+    groups = {name: plottable(values) for name, values in spec.groups().items()}
     n = len(next(iter(groups.values())))
     with _plain_text():
         fig = new_figure(_clamp(3.0 + 0.18 * n, 5.5, 11.0), 3.8)
@@ -167,12 +167,13 @@ def graph_positions(spec: FigureSpec) -> tuple[dict[str, tuple[float, float]], l
     for e in spec.edges:
         preds.setdefault(e.target, []).append(e.source)
     pos: dict[str, tuple[float, float]] = {}
+
+    def inputs_x(node_id: str) -> float:
+        xs = [pos[p][0] for p in preds.get(node_id, []) if p in pos]
+        return sum(xs) / len(xs) if xs else 0.0
+
     for layer in levels:
-        ids = [n.id for n in spec.nodes if layers[n.id] == layer]
-        def inputs_x(node_id: str) -> float:
-            xs = [pos[p][0] for p in preds.get(node_id, []) if p in pos]
-            return sum(xs) / len(xs) if xs else 0.0
-        ids.sort(key=inputs_x)
+        ids = sorted((n.id for n in spec.nodes if layers[n.id] == layer), key=inputs_x)
         for i, node_id in enumerate(ids):
             pos[node_id] = (i - (len(ids) - 1) / 2, float(rank[layer]))
     return pos, levels
@@ -190,13 +191,14 @@ def graph(spec: FigureSpec) -> bytes:
     with _plain_text():
         fig = new_figure(_clamp(3.0 + 1.6 * widest, 5.5, 12.0), _clamp(1.2 + 0.62 * len(levels), 3.5, 11.0))
         ax = fig.add_subplot()
-        for k, e in enumerate(spec.edges):
+        drawn = {id(e) for e in sorted(spec.edges, key=lambda e: -abs(e.weight))[:MAX_DRAWN_EDGES]}
+        for k, e in enumerate(e for e in spec.edges if id(e) in drawn and e.source != e.target):
             (x0, y0), (x1, y1) = pos[e.source], pos[e.target]
-            skip = abs(y1 - y0) > 1 or (x0 == x1 and y0 == y1)
+            skip = abs(y1 - y0) > 1
             rad = (0.35 if k % 2 else -0.35) if skip and x0 == x1 else (0.15 if skip else 0.0)
             ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={
                 "arrowstyle": "-|>", "color": POSITIVE if e.weight >= 0 else NEGATIVE,
-                "lw": 0.6 + 3.4 * abs(e.weight) / heaviest, "alpha": 0.75, "shrinkA": 12, "shrinkB": 12,
+                "lw": 0.6 + abs(e.weight) / heaviest * 3.4, "alpha": 0.75, "shrinkA": 12, "shrinkB": 12,
                 "connectionstyle": f"arc3,rad={rad}"})
         for node_id, (x, y) in pos.items():
             ax.text(x, y, show_token(labels[node_id]), ha="center", va="center", fontsize=8,
@@ -209,7 +211,8 @@ def graph(spec: FigureSpec) -> bytes:
         ax.set_yticklabels([f"{y:g}" if y in given else ("input" if y < lowest else "output") for y in levels])
         ax.set_xticks([])
         ax.spines["bottom"].set_visible(False)
-        ax.set_title(title(spec.title), loc="left")
+        note = f" ({len(drawn)} heaviest of {len(spec.edges)} edges drawn)" if len(drawn) < len(spec.edges) else ""
+        ax.set_title(title(spec.title + note), loc="left")
         ax.set_ylabel(spec.y_label or "layer")
         return to_png(fig)
 

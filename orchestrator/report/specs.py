@@ -18,6 +18,7 @@ MAX_SIDE = 256  # rows/columns of a heatmap, bars of a bar chart, points of a li
 MAX_SERIES = 12
 MAX_NODES, MAX_EDGES = 200, 1000
 MAX_TEXT = 300
+PLOT_LIMIT = 1e12  # larger magnitudes are drawn as gaps (they overflow plotting maths); data tables keep them
 
 
 def _short(value: Any, limit: int = MAX_TEXT) -> str:
@@ -33,6 +34,11 @@ def _num(value: Any) -> float:
         raise ValueError(f"expected a number, got {type(value).__name__} {str(value)[:30]!r}")
     x = float(value)
     return x if math.isfinite(x) else math.nan
+
+
+def plottable(values: list[float]) -> list[float]:
+    """Values as drawn: NaN (a gap) for anything missing or beyond ±PLOT_LIMIT."""
+    return [v if math.isfinite(v) and abs(v) <= PLOT_LIMIT else math.nan for v in values]
 
 
 def _vector(values: Any, what: str) -> list[float]:

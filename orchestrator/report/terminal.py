@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from orchestrator.report.fmt import clean, show_token
-from orchestrator.report.specs import FigureSpec, graph_layers
+from orchestrator.report.specs import FigureSpec, graph_layers, plottable
 
 SHADES = " ░▒▓█"
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -33,7 +33,7 @@ def _label(ticks: list[str], i: int) -> str:
 
 def heatmap_text(spec: FigureSpec) -> list[str]:
     """Numbers when narrow enough, otherwise shades of |value| (the peak cell is always named)."""
-    rows = spec.values or []
+    rows = [plottable(row) for row in spec.values or []]
     cols = len(rows[0]) if rows else 0
     finite = [(v, r, c) for r, row in enumerate(rows) for c, v in enumerate(row) if math.isfinite(v)]
     if not finite:
@@ -58,7 +58,7 @@ def heatmap_text(spec: FigureSpec) -> list[str]:
 
 
 def bar_text(spec: FigureSpec) -> list[str]:
-    groups = spec.groups()
+    groups = {name: plottable(values) for name, values in spec.groups().items()}
     n = len(next(iter(groups.values())))
     finite = [abs(v) for g in groups.values() for v in g if math.isfinite(v)]
     top = max(finite, default=0.0) or 1.0
@@ -76,7 +76,8 @@ def bar_text(spec: FigureSpec) -> list[str]:
 
 def line_text(spec: FigureSpec) -> list[str]:
     out = []
-    for name, values in spec.groups().items():
+    for name, raw in spec.groups().items():
+        values = plottable(raw)
         finite = [v for v in values if math.isfinite(v)]
         if not finite:
             out.append(f"  {name}: (no finite values)")

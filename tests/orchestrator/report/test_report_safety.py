@@ -109,3 +109,23 @@ def test_report_of_a_run_with_a_corrupt_result_file_names_it(tmp_path: Path) -> 
     run.result_path(1).write_text("{not json")
     with pytest.raises(ReportError, match=r"results/0001.json: not valid JSON"):
         write_report(run.root)
+
+
+@pytest.mark.parametrize("figure", [
+    {"type": "heatmap", "values": [[1e308, -1e308], [None, 0.0]]},
+    {"type": "heatmap", "values": [[None]]},
+    {"type": "bar", "values": [1e308, -1e308], "x_ticks": ["\n", "\t"]},
+    {"type": "bar", "series": {str(i): [0.5] * 100 for i in range(8)}},  # 800 bars: drawn as lines
+    {"type": "line", "values": [1e308, -1e308, 0.0]},
+    {"type": "line", "values": [None, None]},
+    {"type": "graph", "nodes": [{"id": "a", "layer": 1e308}, {"id": "b"}], "edges": [{"source": "a", "target": "a", "weight": 1e308}]},
+])
+def test_extreme_values_render(figure: dict) -> None:
+    from orchestrator.report.assemble import spec_table
+    from orchestrator.report.figures import render_spec
+    from orchestrator.report.terminal import figure_text
+
+    (spec,), problems = parse_figures({"figures": [figure]})
+    assert not problems
+    assert render_spec(spec)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert figure_text(spec) and spec_table(spec).rows
