@@ -7,7 +7,8 @@ Every supported patch is a change to the residual stream at one layer:
   attn_out (L, p):    resid_mid[L] += source - base at p; MLP L recomputed    -> enters at L + 1
   z (L, p, h):        as attn_out with (z_source - z_base)[h] @ W_O[h]
 A row may patch one position key or every key (per-head patches over all positions). The change
-check compares source and base activations exactly: a patch that changes nothing is not run.
+check compares source and base activations: a patch that changes nothing (beyond float32 rounding)
+is not run, its value is the base run's.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from engine.methods.suffix_runs import BaseRun
 
 HOOKS = {"resid_pre": "hook_resid_pre", "resid_post": "hook_resid_post", "attn_out": "hook_attn_out",
          "mlp_out": "hook_mlp_out", "z": "attn.hook_z"}
+NO_CHANGE = 1e-5  # relative size of a change below which a patch is treated as a no-op
 KIND = {"resid_pre": "resid_pre", "resid_post": "mlp", "attn_out": "attn", "mlp_out": "mlp", "z": "attn"}
 
 
@@ -65,12 +67,16 @@ class Site:
         return cls(hook, base_acts, source_acts, np.asarray(base_pos), np.asarray(source_pos))
 
     def changed(self) -> np.ndarray:
-        """[n_layers, b, K] (or [n_layers, b, K, h] for z): does copying the source change anything?"""
+        """[n_layers, b, K] (or [n_layers, b, K, h] for z): does copying the source change anything?
+
+        A copy that moves the activation by no more than float32 rounding (1e-5 of its largest entry:
+        the same vector computed in another batch row can differ in the last bits) is not run.
+        """
         b_np, s_np = np.asarray(self.base_acts), np.asarray(self.source_acts)
         rows = np.arange(self.base_pos.shape[0])[:, None]
         b_at = b_np[:, rows, self.base_pos]  # [n, b, K, ...]
         s_at = s_np[:, rows, self.source_pos]
-        return np.any(b_at != s_at, axis=-1)
+        return np.abs(s_at - b_at).max(axis=-1) > NO_CHANGE * np.abs(b_at).max(axis=-1)
 
     def delta(
         self, model, pair: np.ndarray, layer: np.ndarray, head: np.ndarray, key: np.ndarray, n_pos: int, all_keys: list[int]

@@ -172,9 +172,8 @@ def activation_patching(
     runs = []
     for group in pairs.groups:
         base_tokens, base_pos, src_tokens, src_pos = group.oriented(direction)
-        base = capture_base(model, base_tokens, extra_base_names(hook, n_layers))
-        src_names = source_names(hook, n_layers) + [f"blocks.{n_layers - 1}.hook_resid_post"]
-        _, src_cache = model.run_with_cache(src_tokens, names=list(dict.fromkeys(src_names)), logit_positions=[-1])
+        src_names = list(dict.fromkeys(source_names(hook, n_layers) + [f"blocks.{n_layers - 1}.hook_resid_post"]))
+        base, src_cache = capture_base(model, base_tokens, extra_base_names(hook, n_layers), src_tokens, src_names)
         src_last = src_cache[f"blocks.{n_layers - 1}.hook_resid_post"][:, -1]  # [b, d]
         clean_last, corrupt_last = (src_last, base.last_resid) if direction == "denoise" else (base.last_resid, src_last)
         runs.append((group, base, src_cache, base_pos, src_pos, clean_last, corrupt_last))

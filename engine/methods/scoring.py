@@ -81,7 +81,7 @@ class Scorer:
 def normalise(patched: float, clean: float, corrupted: float) -> float:
     """0 = corrupted, 1 = clean (means over pairs)."""
     gap = clean - corrupted
-    if abs(gap) < 1e-9:
+    if abs(gap) <= 1e-5 * max(1.0, abs(clean), abs(corrupted)):  # within float32 noise
         raise MethodError(
             f"clean and corrupted prompts score the same ({clean:.6g}): nothing to recover. Check the pairs and "
             "answer tokens (the clean prompt should prefer the correct answer, the corrupted one less so)"

@@ -122,3 +122,54 @@ def plain_batched_resid_pre(model, clean_tokens, corrupted_tokens, correct, wron
     vals = mx.concatenate(out)
     mx.eval(vals)
     return np.asarray(vals).reshape(n_layers, P)
+
+
+def linearised_patching(model, clean, corrupted, correct, wrong, *, hook="resid_pre", direction="denoise",
+                        metric="logit_diff", per_position=None, finite_difference: float | None = None):
+    """Explicit linearisation of each patch: base metric + the directional derivative (mx.jvp) of the
+    metric along (source - base) at the patched activation, one jvp per (pair, cell). With
+    ``finite_difference=h`` the derivative is the central difference (f(+h) - f(-h)) / 2h instead."""
+    from engine.hookset import HookSet
+
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    per_position = (hook != "z") if per_position is None else per_position
+    P = len(clean[0])
+    key_axis = list(range(P)) if per_position else [None]
+    head_list = list(range(n_heads)) if hook == "z" else [None]
+    shape = [n_layers] + ([P] if per_position else []) + ([n_heads] if hook == "z" else [])
+    raw = np.zeros((len(clean), int(np.prod(shape))))
+    clean_v, corrupt_v = np.zeros(len(clean)), np.zeros(len(clean))
+    for i in range(len(clean)):
+        ct, bt = mx.array([clean[i]]), mx.array([corrupted[i]])
+        clean_v[i] = metric_value(model.forward(ct), correct[i], wrong[i], metric)
+        corrupt_v[i] = metric_value(model.forward(bt), correct[i], wrong[i], metric)
+        base_t, src_t = (bt, ct) if direction == "denoise" else (ct, bt)
+        names = [f"blocks.{l}.{HOOKS[hook]}" for l in range(n_layers)]
+        _, src = model.run_with_cache(src_t, names=names)
+        _, base = model.run_with_cache(base_t, names=names)
+        c = 0
+        for L in range(n_layers):
+            name = names[L]
+
+            def f(eps, name=name):
+                logits = model.adapter.forward(base_t, HookSet([(name, lambda act, _n: act + eps)]))
+                return metrics.logit_diff(logits, [correct[i]], [wrong[i]])
+
+            full = np.array(src[name] - base[name])
+            for k in key_axis:
+                for h in head_list:
+                    tangent = np.zeros_like(full)
+                    sel = (slice(None), slice(None) if k is None else k) + (() if h is None else (h,))
+                    tangent[sel] = full[sel]
+                    t = mx.array(tangent)
+                    if finite_difference is None:
+                        _, (d,) = mx.jvp(f, [mx.zeros_like(t)], [t])
+                        deriv = float(d.item())
+                    else:
+                        hh = finite_difference
+                        deriv = float(((f(hh * t) - f(-hh * t)) / (2 * hh)).item())
+                    raw[i, c] = corrupt_v[i] + deriv if direction == "denoise" else clean_v[i] + deriv
+                    c += 1
+    mean = raw.mean(0).reshape(shape)
+    cm, bm = clean_v.mean(), corrupt_v.mean()
+    return (mean - bm) / (cm - bm)
