@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
-from engine.features.pipeline import BuildConfig, build, sample_existing
+from engine.features.pipeline import BuildConfig, PairSpec, attribute_and_sample, build, sample_existing
 from engine.features.schemas import TrainConfig
 
 
@@ -32,7 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--latents", type=int, default=50)
     s.add_argument("--order", choices=("frequency", "random"), default="frequency")
     s.add_argument("--quiet", action="store_true")
+    a = sub.add_parser("attribute", help="rank an SAE's latents by attribution to prompt pairs' logit difference, "
+                                           "then sample examples of the top ones")
+    a.add_argument("--sae", required=True)
+    a.add_argument("--pairs", required=True, help="JSON list of {clean, corrupted, correct, wrong}")
+    a.add_argument("--out", required=True)
+    a.add_argument("--model", default="smollm2-135m")
+    a.add_argument("--tokens", type=int, default=150_000)
+    a.add_argument("--latents", type=int, default=10)
+    a.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.command == "attribute":
+        pairs = [PairSpec.model_validate(p) for p in json.loads(Path(args.pairs).read_text())]
+        rep = attribute_and_sample(args.sae, pairs, args.out, model_name=args.model, n_tokens=args.tokens,
+                                   n_latents=args.latents, progress=not args.quiet)
+        print(json.dumps(rep, indent=2))
+        return 0
     if args.command == "sample":
         rep = sample_existing(args.sae, args.out, model_name=args.model, n_tokens=args.tokens, n_latents=args.latents,
                               order=args.order, progress=not args.quiet)

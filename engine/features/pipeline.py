@@ -149,6 +149,46 @@ def sample_existing(sae_dir: str | Path, out_dir: str | Path, *, model_name: str
     return report
 
 
+class PairSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    clean: str
+    corrupted: str
+    correct: str
+    wrong: str
+
+
+def attribute_and_sample(sae_dir: str | Path, pairs: list[PairSpec], out_dir: str | Path, *,
+                         model_name: str = "smollm2-135m", n_tokens: int = 150_000, ctx_len: int = 65,
+                         n_latents: int = 10, seed: int = 0, progress: bool = True) -> dict:
+    """Rank latents by attribution to the pairs' logit difference, then sample examples of the top ones
+    (in attribution order; latents too rare in the corpus to have examples are skipped and reported)."""
+    import engine
+    from engine.features.attribution import latent_attribution, top_latents
+    from engine.features.caching import MANIFEST, ActivationStore, cache_activations
+    from engine.features.sae_io import load_sae
+    from engine.features.sampling import SampleConfig, sample_latents
+
+    out = Path(out_dir)
+    sae = load_sae(sae_dir)
+    model = engine.load_model(model_name)
+    attr, metric = latent_attribution(model, sae, [(p.clean, p.corrupted, p.correct, p.wrong) for p in pairs])
+    candidates = top_latents(attr, 4 * n_latents)
+    probe = BuildConfig(model=model_name, hook=sae.cfg.hook_name, n_tokens=n_tokens, ctx_len=ctx_len, corpus_seed=seed)
+    if not _cache_matches(out / "cache" / MANIFEST, probe):
+        cache_activations(model, sae.cfg.hook_name, out / "cache", n_tokens=n_tokens, ctx_len=ctx_len, seed=seed,
+                          progress=progress)
+    store = ActivationStore(out / "cache")
+    latent_set = sample_latents(sae, store, model.tokenizer, candidates, cfg=SampleConfig(seed=seed), sae_path=str(sae_dir))
+    latent_set = latent_set.model_copy(update={"latents": latent_set.latents[:n_latents]})
+    (out / "latents.json").write_text(latent_set.model_dump_json())
+    sampled = {lat.latent for lat in latent_set.latents}
+    report = {"mean_clean_metric": metric, "n_pairs": len(pairs),
+              "top": [{"latent": l, "attribution": float(attr[l]), "explained": l in sampled} for l in candidates]}
+    (out / "attribution.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
 def _cache_matches(manifest_path: Path, cfg: BuildConfig) -> bool:
     if not manifest_path.is_file():
         return False

@@ -42,35 +42,52 @@ class FeatureRunError(RuntimeError):
     """The engine step failed or the run directory is unusable; the message says which and why."""
 
 
-def engine_command(task: FeatureTask, out: Path, python: str = sys.executable) -> list[str]:
-    """The child command that produces engine/sae and engine/latents.json."""
+def engine_commands(task: FeatureTask, out: Path, python: str = sys.executable) -> list[list[str]]:
+    """The child commands that produce engine/sae (if trained here) and engine/latents.json."""
     base = [python, "-I", "-m", "engine.features"]
-    if task.sae:
-        return base + ["sample", "--sae", task.sae, "--out", str(out), "--model", task.model, "--tokens",
-                       str(task.corpus_tokens), "--latents", str(task.n_latents), "--order", task.latent_order, "--quiet"]
     t = task.train
-    return base + ["build", "--out", str(out), "--model", task.model, "--hook", t.hook, "--tokens", str(t.n_tokens),
-                   "--d-sae", str(t.d_sae), "--k", str(t.k), "--architecture", t.architecture, "--epochs", str(t.epochs),
-                   "--latents", str(task.n_latents), "--order", task.latent_order, "--quiet"]
+    build = base + ["build", "--out", str(out), "--model", task.model, "--hook", t.hook, "--tokens", str(t.n_tokens),
+                    "--d-sae", str(t.d_sae), "--k", str(t.k), "--architecture", t.architecture, "--epochs", str(t.epochs),
+                    "--latents", str(task.n_latents), "--order", task.latent_order, "--quiet"]
+    tokens = str(task.corpus_tokens if task.sae else t.n_tokens)
+    if task.kind == "behaviour_features":
+        steps = [] if task.sae else [build]
+        return steps + [base + ["attribute", "--sae", str(sae_dir(task, out.parent)), "--pairs", str(out / "pairs.json"),
+                                "--out", str(out), "--model", task.model, "--tokens", tokens,
+                                "--latents", str(task.n_latents), "--quiet"]]
+    if task.sae:
+        return [base + ["sample", "--sae", task.sae, "--out", str(out), "--model", task.model, "--tokens", tokens,
+                        "--latents", str(task.n_latents), "--order", task.latent_order, "--quiet"]]
+    return [build]
 
 
 def run_engine(task: FeatureTask, root: Path, python: str = sys.executable, timeout: float = 3600.0) -> None:
+    """Run the engine steps in children (OpenBLAS preloaded, no API keys); skipped when already done."""
     out = root / "engine"
-    if (out / "latents.json").is_file():
+    done = out / ("attribution.json" if task.kind == "behaviour_features" else "latents.json")
+    if done.is_file():
         return
     out.mkdir(parents=True, exist_ok=True)
     (root / "logs").mkdir(exist_ok=True)
+    if task.behaviour is not None:
+        atomic_write_json(out / "pairs.json", task.behaviour.pairs())
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN", "_SECRET"))}
     env.update(blas_env(env))
-    with (root / "logs" / "engine.log").open("ab") as log:
-        try:
-            proc = subprocess.run(engine_command(task, out, python), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                  timeout=timeout, cwd=str(Path(__file__).resolve().parents[2]), start_new_session=True)
-        except subprocess.TimeoutExpired:
-            raise FeatureRunError(f"the engine step took longer than {timeout:.0f}s; see {root / 'logs' / 'engine.log'}") from None
-    if proc.returncode != 0 or not (out / "latents.json").is_file():
-        tail = (root / "logs" / "engine.log").read_text(errors="replace")[-1500:]
-        raise FeatureRunError(f"the engine step failed (exit {proc.returncode}):\n{tail}")
+    log_path = root / "logs" / "engine.log"
+    for cmd in engine_commands(task, out, python):
+        if cmd[4] == "build" and (out / "sae" / "cfg.json").is_file() and task.kind == "behaviour_features":
+            continue  # the SAE was trained by an earlier (interrupted) run
+        with log_path.open("ab") as log:
+            try:
+                proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout,
+                                      cwd=str(Path(__file__).resolve().parents[2]), start_new_session=True)
+            except subprocess.TimeoutExpired:
+                raise FeatureRunError(f"engine step {cmd[4]!r} took longer than {timeout:.0f}s; see {log_path}") from None
+        if proc.returncode != 0:
+            tail = log_path.read_text(errors="replace")[-1500:]
+            raise FeatureRunError(f"engine step {cmd[4]!r} failed (exit {proc.returncode}):\n{tail}")
+    if not done.is_file():
+        raise FeatureRunError(f"the engine steps ended without writing {done}; see {log_path}")
 
 
 def sae_dir(task: FeatureTask, root: Path) -> Path:

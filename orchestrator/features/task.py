@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engine.features.pipeline import BuildConfig
 from engine.features.schemas import TrainConfig
@@ -42,14 +42,30 @@ class TrainSpec(_Strict):
     epochs: float = Field(default=3.0, gt=0)
 
 
+class BehaviourSpec(_Strict):
+    """The behaviour whose driving latents are explained: a built-in prompt-pair family."""
+
+    family: Literal["factual_recall", "ioi"] = "factual_recall"
+    n: int = Field(default=24, ge=1, le=2000)
+    seed: int = 0
+
+    def pairs(self) -> list[dict[str, str]]:
+        from orchestrator.families import FAMILIES
+
+        return [p.model_dump() for p in FAMILIES[self.family](self.n, self.seed)]
+
+
 class FeatureTask(_Strict):
-    kind: Literal["explain_sae"] = "explain_sae"
+    # explain_sae: "explain the top N latents of this SAE";
+    # behaviour_features: "find the features that drive this behaviour" (attribution to the pairs' logit diff)
+    kind: Literal["explain_sae", "behaviour_features"] = "explain_sae"
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     question: str = Field(default="What do the top latents of this SAE respond to?", min_length=1, max_length=4000)
     model: str = "smollm2-135m"
     sae: str | None = None  # an SAELens-layout directory; None = train one (``train``)
     train: TrainSpec = Field(default_factory=TrainSpec)
     corpus_tokens: int = Field(default=150_000, ge=1000)  # tokens cached to sample examples of a given SAE
+    behaviour: BehaviourSpec | None = None  # required for kind behaviour_features
     n_latents: int = Field(default=10, ge=1, le=5000)
     latent_order: Literal["frequency", "random"] = "frequency"
     explainer: ProviderSpec = Field(default_factory=ProviderSpec)
@@ -58,6 +74,12 @@ class FeatureTask(_Strict):
     max_tokens: int | None = Field(default=None, ge=0)
     max_dollars: float | None = Field(default=None, ge=0.0)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _behaviour_needs_pairs(self) -> "FeatureTask":
+        if self.kind == "behaviour_features" and self.behaviour is None:
+            raise ValueError("kind behaviour_features needs `behaviour:` (family: factual_recall|ioi, n, seed)")
+        return self
 
     def build_config(self) -> BuildConfig:
         t = self.train

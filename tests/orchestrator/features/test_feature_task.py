@@ -28,6 +28,14 @@ def test_default_task_parses_and_bad_fields_are_named(tmp_path):
         load_feature_task(tmp_path / "t.yaml")
 
 
+def test_behaviour_task_parses_with_its_pairs():
+    task = load_feature_task(DEFAULT_TASK.with_name("factual-recall-features.yaml"))
+    pairs = task.behaviour.pairs()
+    assert task.kind == "behaviour_features" and len(pairs) == 24 and pairs[0]["correct"].startswith(" ")
+    with pytest.raises(FeatureTaskError, match="needs `behaviour:`"):
+        parse_feature_task({"name": "x", "kind": "behaviour_features"})
+
+
 def test_run_commits_kept_findings_and_resumes(tmp_path):
     rules = {0: animal_rule(), 1: token_rule({"red", "blue", "green", "yellow"}), 2: token_rule({"monday", "friday"}),
              3: lambda toks: [0.0] * len(toks)}
