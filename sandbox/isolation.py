@@ -22,9 +22,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from sandbox import jit_cache
 from sandbox.cgroup import cgroup_available
 
-CHILD_UID = 65534  # nobody: RLIMIT_NPROC applies, root-owned files are out of reach
+CHILD_UID = 65534  # nobody: used by the probe; RLIMIT_NPROC applies, root-owned files are out of reach
+# Each concurrent child gets its own unprivileged uid, so RLIMIT_NPROC (counted per uid) of one
+# experiment cannot be exhausted by another, and children cannot signal each other.
+UID_POOL = range(61000, 61256)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 Mode = Literal["bwrap", "unshare", "sandbox-exec", "rlimits-only"]
 MODES_BY_STRENGTH: tuple[Mode, ...] = ("bwrap", "unshare", "rlimits-only")
@@ -68,7 +72,7 @@ class IsolationReport(BaseModel):
         if self.capabilities_dropped:
             out.append("no-capabilities")
         if self.uid_drop:
-            out.append(f"uid-{self.child_uid}")
+            out.append("non-root-uid")
         if self.pids_cgroup:
             out.append("pids-cgroup")
         out.append("rlimits")
@@ -78,6 +82,8 @@ class IsolationReport(BaseModel):
     def summary(self) -> str:
         text = f"sandbox isolation on {self.platform}: " + ", ".join(self.layers)
         text += f"; network namespace: {'yes' if self.network_isolated else 'NO'} ({self.network_probe})"
+        if self.uid_drop:
+            text += f"; child uids {UID_POOL.start}-{UID_POOL.stop - 1} (probe ran as {self.child_uid})"
         if self.degraded:
             text += "; degraded: " + "; ".join(self.degraded)
         return text
@@ -124,6 +130,7 @@ def _bwrap_args(scratch: Path, hidden: list[Path], readable: list[Path], env: di
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--size", str(tmp_mb << 20),
              "--tmpfs", "/tmp"]
+    args += jit_cache.bind_args()  # trusted MLX kernels, read-only, inside the private /tmp
     hide = [h for h in (*(Path(d) for d in HIDDEN_DIRS), *hidden) if h.is_dir()]
     for h in hide:
         args += ["--tmpfs", str(h)]
@@ -149,23 +156,25 @@ def _bwrap_args(scratch: Path, hidden: list[Path], readable: list[Path], env: di
     return args + ["--"]
 
 
-def _setpriv_args() -> list[str]:
-    return ["setpriv", f"--reuid={CHILD_UID}", f"--regid={CHILD_UID}", "--clear-groups", "--no-new-privs",
+def _setpriv_args(uid: int) -> list[str]:
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
             "--inh-caps=-all", "--bounding-set=-all"]
 
 
 def build_command(inner: list[str], scratch: Path, env: dict[str, str], report: IsolationReport, *,
-                  hidden: list[Path] = (), readable: list[Path] | None = None, tmp_mb: int = 256) -> list[str]:
-    """Wrap ``inner`` (a python -I command) in the isolation ``report`` says is available."""
+                  hidden: list[Path] = (), readable: list[Path] | None = None, tmp_mb: int = 256,
+                  uid: int = CHILD_UID) -> list[str]:
+    """Wrap ``inner`` (a python -I command) in the isolation ``report`` says is available; with a uid
+    drop the child runs as ``uid`` (the caller chowns ``scratch`` to it)."""
     readable = readable if readable is not None else readable_paths()
     hidden = [Path(h).resolve() for h in hidden]
     inner = preload_prefix() + list(inner)
     if report.mode == "bwrap":
         prefix = _bwrap_args(scratch, hidden, readable, env, tmp_mb, report.uid_drop)
-        return prefix + (_setpriv_args() if report.uid_drop else []) + inner
+        return prefix + (_setpriv_args(uid) if report.uid_drop else []) + inner
     if report.mode == "unshare":
         return (["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
-                + (_setpriv_args() if report.uid_drop else []) + inner)
+                + (_setpriv_args(uid) if report.uid_drop else []) + inner)
     if report.mode == "sandbox-exec":  # macOS, UNTESTED in this project's CI
         return ["sandbox-exec", "-p", macos_profile(scratch), *inner]
     return list(inner)

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox import jit_cache
 from sandbox.cgroup import CgroupUnavailable, PidsCgroup
 from sandbox.isolation import (
-    CHILD_UID,
     PROJECT_ROOT,
+    UID_POOL,
     IsolationReport,
     build_command,
     child_env,
@@ -190,10 +191,44 @@ def launch_isolated(entry: str, request: dict[str, Any], scratch: Path, limits: 
     if entry not in TRUSTED_ENTRIES:
         raise ValueError(f"{entry!r} is not a trusted sandbox entry point ({sorted(TRUSTED_ENTRIES)})")
     report = report or isolation_report()
+    if report.mode == "bwrap" and request.get("model"):
+        jit_cache.ensure_warm(request["model"])
     request = {**request, "limits": {**limits.model_dump(), "cpu_s": limits.cpu_seconds()}}
     request_path = _write_request(scratch, request)
+    uid = _uids.acquire()
+    try:
+        return _launch(entry, request_path, scratch, limits, hidden, extra_readable, cancel, report, uid)
+    finally:
+        _uids.release(uid)
+
+
+class _UidPool:
+    """Hands each concurrent child its own unprivileged uid."""
+
+    def __init__(self, uids: range) -> None:
+        self._free = list(uids)
+        self._cond = threading.Condition()
+
+    def acquire(self) -> int:
+        with self._cond:
+            while not self._free:
+                self._cond.wait()
+            return self._free.pop(0)
+
+    def release(self, uid: int) -> None:
+        with self._cond:
+            self._free.append(uid)
+            self._cond.notify()
+
+
+_uids = _UidPool(UID_POOL)
+
+
+def _launch(entry: str, request_path: Path, scratch: Path, limits: ResourceLimits, hidden: list[Path],
+            extra_readable: list[Path] | None, cancel: threading.Event | None, report: IsolationReport,
+            uid: int) -> ProcessRun:
     if report.uid_drop:
-        os.chown(scratch, CHILD_UID, CHILD_UID)
+        os.chown(scratch, uid, uid)
         os.chmod(scratch, 0o711)  # bubblewrap (root, no capabilities) must chdir into it
     read_fd, write_fd = os.pipe()
     boot = (f"import sys;sys.path.insert(0,{str(PROJECT_ROOT)!r});from {entry} import main, exit_now;"
@@ -201,7 +236,7 @@ def launch_isolated(entry: str, request: dict[str, Any], scratch: Path, limits: 
     inner = [sys.executable, "-I", "-c", boot, str(request_path), str(write_fd)]
     env = child_env(scratch)
     argv = build_command(inner, scratch, env, report, hidden=hidden, readable=readable_paths(extra_readable),
-                         tmp_mb=limits.tmp_size_mb)
+                         tmp_mb=limits.tmp_size_mb, uid=uid)
     cgroup = None
     if report.pids_cgroup:
         try:
@@ -214,7 +249,10 @@ def launch_isolated(entry: str, request: dict[str, Any], scratch: Path, limits: 
         return supervise(argv, env, scratch, limits, read_fd, write_fd, cancel=cancel, cgroup=cgroup)
     finally:
         if cgroup is not None:
-            cgroup.remove()
+            try:
+                cgroup.remove()
+            except OSError as exc:  # a leftover empty cgroup is untidy, not a reason to fail the run
+                print(f"sandbox: {exc}", file=sys.stderr)
 
 
 def _signal_name(sig: int) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.contract import contract_digest, create_contract
-from sandbox.isolation import isolation_report
+from sandbox.isolation import CHILD_UID, UID_POOL, isolation_report
 from sandbox.schemas import PromptPair, ResourceLimits
 
 EXPLORATION = [
@@ -66,7 +66,7 @@ def tree_state(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, tuple[int, 
     return state
 
 
-def sandbox_uid_processes(marker: str, uid: str | None = "65534") -> list[int]:
+def sandbox_uid_processes(marker: str, any_uid: bool = False) -> list[int]:
     """Processes still running as the sandbox uid whose environment mentions ``marker`` (this test's
     scratch root: other engineers' sandboxes may run concurrently on the same machine)."""
     pids = []
@@ -78,7 +78,8 @@ def sandbox_uid_processes(marker: str, uid: str | None = "65534") -> list[int]:
             except OSError:
                 continue
             uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
-            if (uid is None or uid_line.split()[1:2] == [uid]) and marker.encode() in environ:
+            uid = int(uid_line.split()[1]) if uid_line else -1
+            if (any_uid or uid in UID_POOL or uid == CHILD_UID) and marker.encode() in environ:
                 pids.append(int(entry.name))
     return pids
 
