@@ -99,7 +99,8 @@ class PatchingResult(GridResult):
 class LogitLensResult(GridResult):
     """Logit difference read off the residual stream after each layer, through the final norm and unembed."""
 
-    top_tokens: list[list[str]] = Field(description="top-1 token per [layer][position] for the first prompt")
+    top_tokens: list[list[str]] = Field(description="the first prompt's top-1 token per [layer][i], at top_token_positions[i]")
+    top_token_positions: list[int] = Field(default_factory=list)
     n_pairs: int
 
     def summary(self) -> str:
