@@ -250,13 +250,15 @@ class CircuitGraph:
         return self.to_edges(kept)
 
     def nodes_of(self, mask: np.ndarray) -> list[str]:
-        """Nodes touched by the edges of ``mask`` (input and logits included when used)."""
+        """Nodes of a circuit: every sender of a kept edge, plus the logits when an edge reaches them.
+
+        (A head that only shares a kv input with a circuit head is not listed: it sends nothing.)
+        """
         s, r = self.edge_index
         mask = np.asarray(mask, dtype=bool)
-        senders = set(s[mask].tolist())
-        nodes = {self.sender_names[i] for i in senders}
-        for j in set(r[mask].tolist()):
-            nodes.update(self.receiver_nodes(j))
+        nodes = {self.sender_names[i] for i in set(s[mask].tolist())}
+        if (r[mask] == self.logits_receiver).any():
+            nodes.add("logits")
         order = {n: i for i, n in enumerate(self.node_names)}
         return sorted(nodes, key=order.__getitem__)
 

@@ -143,13 +143,17 @@ class Circuit(BaseModel):
         """Nodes and edges for drawing: edges go sender -> node, labelled with the input (q/k/v) they enter."""
         graph = self.graph.graph()
         rid = {name: i for i, name in enumerate(graph.receiver_names)}
+        nodes = self.nodes()
+        present = set(nodes)
         out_edges = []
         for name, score in zip(self.edges, self.edge_scores):
             sender, receiver = name.split("->")
             kind = receiver[receiver.index("<") + 1 : -1] if "<" in receiver else ""
-            for target in graph.receiver_nodes(rid[receiver]):
+            targets = graph.receiver_nodes(rid[receiver])
+            # a kv input feeds its whole group: draw it into the group's heads that are in the circuit
+            for target in [t for t in targets if t in present] or targets:
                 out_edges.append({"source": sender, "target": target, "input": kind, "edge": name, "score": score})
-        return {"nodes": self.nodes(), "edges": out_edges}
+        return {"nodes": nodes, "edges": out_edges}
 
     def summary(self) -> str:
         nodes = [n for n in self.nodes() if n not in ("input", "logits")]
@@ -234,9 +238,10 @@ class ACDCResult(BaseModel):
     circuit: Circuit
     threshold: float
     loss: str = Field(description="'kl' (KL from the full model) or 'metric' (minus the task metric)")
+    final_loss: float = Field(description="the loss of the returned circuit")
     edges_considered: int
     edges_removed: int
-    forwards: int
+    forwards: int = Field(description="pair rows run through patched forwards (edges considered x pairs)")
     runtime_s: float
     seconds_per_edge: float
     budget_exhausted: bool = Field(description="stopped at max_edges before considering every edge")
@@ -249,7 +254,8 @@ class ACDCResult(BaseModel):
         scope = " (budget exhausted)" if self.budget_exhausted else ""
         return (
             f"ACDC ({self.loss}, threshold {self.threshold:g}): kept {self.circuit.n_edges} edges after considering "
-            f"{self.edges_considered}{scope}; {self.forwards} patched forwards in {self.runtime_s:.1f} s "
+            f"{self.edges_considered}{scope}; {self.edges_considered} patched forwards ({self.forwards} pair rows) "
+            f"in {self.runtime_s:.1f} s "
             f"({self.seconds_per_edge * 1e3:.1f} ms per edge). {self.circuit.summary()}"
         )
 
