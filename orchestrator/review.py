@@ -53,6 +53,7 @@ def _findings(run: RunDir, entries: list[LedgerEntry]) -> list[dict[str, Any]]:
             "noise_floor": best.get("noise_floor") if best else None,
             "n_pairs": best.get("n_pairs") if best else None,
             "ledger_line": entry is not None,
+            "summary": entry.result_summary if entry else "",
         })
     return out
 
@@ -180,7 +181,8 @@ def format_review(d: dict[str, Any]) -> str:
             f"; {d['attempts']} attempt(s) tried — see `status`, or `review --show N` for any attempt" if d["attempts"] else ""))
     for f in d["findings"]:
         if f["effect"] is None:
-            lines.append(f"  {f['attempt']:04d} {f['commit']}  {f['slug']}  (no verification figures in the ledger)")
+            detail = " ".join(f["summary"].split())[:140] or "no verification figures in the ledger"
+            lines.append(f"  {f['attempt']:04d} {f['commit']}  {f['slug']}: {detail}")
             continue
         lines.append(
             f"  {f['attempt']:04d} {f['commit']}  effect {f['effect']:+.3f} "

@@ -94,7 +94,8 @@ def answer_sentences(d: ReportData) -> list[str]:
             f"{fmt.ci(best.ci_low, best.ci_high)} (adjusted p {fmt.pval(best.adjusted_p)}, noise floor "
             f"{fmt.plain(best.noise_floor)}, {best.n_pairs} pairs).")
     elif n:
-        out.append(f"{n} finding(s) are on the findings branch, but the ledger holds no verification figures for them.")
+        out.append(f"{n} finding(s) were kept by the run's keep rule; the ledger holds no claim statistics for them "
+                   "(see each finding's evidence below).")
     else:
         out.append("No claim passed verification on held-out pairs, so the run supports no finding yet; "
                    "see what was tried below.")
@@ -110,8 +111,9 @@ def findings_table(d: ReportData) -> Table:
         for c in f.claims or []:
             rows.append([f"{c.attempt:04d}", fmt.one_line(c.statement, 400), fmt.effect(c.effect), fmt.ci(c.ci_low, c.ci_high),
                          fmt.pval(c.adjusted_p), fmt.plain(c.noise_floor), str(c.n_pairs), commit])
-        if not f.claims:
-            rows.append([f"{f.attempt:04d}", fmt.one_line(f.entry.hypothesis, 400), "n/a", "n/a", "n/a", "n/a", "0", commit])
+        if not f.claims:  # e.g. a feature explanation: its evidence is the result summary and its card
+            text = " — ".join(t for t in (f.entry.hypothesis, f.entry.result_summary) if t)
+            rows.append([f"{f.attempt:04d}", fmt.one_line(text, 400), "n/a", "n/a", "n/a", "n/a", "", commit])
     return Table(["finding", "claim", "effect", "95% CI", "adjusted p", "noise floor", "n", "commit"], rows)
 
 

@@ -103,7 +103,7 @@ def format_finding_detail(d: dict[str, Any]) -> str:
         lines += _section(f"figures ({len(specs)}; as plots: python -m orchestrator report {d['run_dir']} --html)", body)
     if d["feature_cards"]:
         cards = [f"latent {c['latent']}: {fmt.one_line(c['explanation'], 200)}  scores "
-                 + ", ".join(f"{k} {v:.3g}" for k, v in sorted(c["scores"].items())) for c in d["feature_cards"]]
+                 + ", ".join(f"{k} {fmt.plain(v, 3)}" for k, v in sorted(c["scores"].items())) for c in d["feature_cards"]]
         lines += _section("feature cards", "\n".join(cards))
     return "\n".join(lines).rstrip()
 

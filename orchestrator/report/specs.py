@@ -181,10 +181,15 @@ class ScoreBaseline(_Lenient):
     std: float
 
 
+MAX_EXAMPLE_TOKENS = 128
+
+
 class Example(_Lenient):
+    """One top-activating example; a long one is cut to the window around its peak activation."""
+
     text: str = ""
-    tokens: list[str] = Field(default_factory=list, max_length=256)
-    activations: list[float] = Field(default_factory=list, max_length=256)
+    tokens: list[str] = Field(default_factory=list)
+    activations: list[float] = Field(default_factory=list)
 
     @field_validator("text", mode="before")
     @classmethod
@@ -194,26 +199,34 @@ class Example(_Lenient):
     @field_validator("tokens", mode="before")
     @classmethod
     def _tokens(cls, v: Any) -> list[str]:
-        return [_short(t, 40) for t in v] if isinstance(v, list) else v
+        return [_short(t, 40) for t in v[:4096]] if isinstance(v, list) else v
 
     @field_validator("activations", mode="before")
     @classmethod
     def _acts(cls, v: Any) -> list[float]:
-        return [0.0 if math.isnan(x := _num(a)) else x for a in v] if isinstance(v, list) else v
+        return [0.0 if math.isnan(x := _num(a)) else x for a in v[:4096]] if isinstance(v, list) else v
 
     @model_validator(mode="after")
     def _aligned(self) -> "Example":
         if self.activations and len(self.activations) != len(self.tokens):
             raise ValueError(f"{len(self.activations)} activations for {len(self.tokens)} tokens")
+        if len(self.tokens) > MAX_EXAMPLE_TOKENS:
+            peak = max(range(len(self.activations)), key=self.activations.__getitem__) if self.activations else 0
+            start = max(0, min(peak - MAX_EXAMPLE_TOKENS // 2, len(self.tokens) - MAX_EXAMPLE_TOKENS))
+            self.tokens = self.tokens[start:start + MAX_EXAMPLE_TOKENS]
+            self.activations = self.activations[start:start + MAX_EXAMPLE_TOKENS]
         return self
 
 
 class FeatureCard(_Lenient):
-    """One SAE latent: its explanation, explanation scores against a random-explanation baseline, top examples."""
+    """One SAE latent: its explanation, explanation scores against a random-explanation baseline, top examples.
+
+    A score may be missing (None: that scorer did not run); it is shown as n/a.
+    """
 
     latent: int
     explanation: str = ""
-    scores: dict[str, float] = Field(default_factory=dict)
+    scores: dict[str, float | None] = Field(default_factory=dict)
     baseline: dict[str, ScoreBaseline] = Field(default_factory=dict)
     top_examples: list[Example] = Field(default_factory=list, max_length=20)
 
@@ -222,12 +235,24 @@ class FeatureCard(_Lenient):
     def _text(cls, v: Any) -> str:
         return _short(v, 2000)
 
+    @field_validator("scores", mode="before")
+    @classmethod
+    def _scores(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, float | None] = {}
+        for k, raw in list(v.items())[:32]:
+            x = math.nan if raw is None else _num(raw)
+            out[str(k)] = None if math.isnan(x) else x
+        return out
+
     def z_score(self, name: str) -> float | None:
         """How many baseline standard deviations the score is above the random-explanation mean."""
         base = self.baseline.get(name)
-        if name not in self.scores or base is None or not base.std > 0:
+        score = self.scores.get(name)
+        if score is None or base is None or not base.std > 0:
             return None
-        return (self.scores[name] - base.mean) / base.std
+        return (score - base.mean) / base.std
 
 
 def graph_layers(spec: FigureSpec) -> dict[str, float]:

@@ -101,8 +101,8 @@ def add_attempts(run: RunDir, attempts: list[A], *, finish: str | None = "max_ex
             note = run.finding_path(n, a.slug)
             note.write_text(f"# Finding {n:04d}: {a.slug}\n\n{a.hypothesis}\n")
             paths = [run.rel(exp), run.rel(run.result_path(n)), run.rel(note), run.rel(run.ledger)]
-            best = max(a.claims, key=lambda c: abs(c.effect))
-            ratchet.commit_finding(n, paths, f"finding {n:04d}: {a.slug} (effect {best.effect:+.3f})", a.hypothesis or a.slug)
+            best = max((c.effect for c in a.claims), key=abs, default=0.0)
+            ratchet.commit_finding(n, paths, f"finding {n:04d}: {a.slug} (effect {best:+.3f})", a.hypothesis or a.slug)
         state.next_attempt = n + 1
         state.completed += 1
         state.kept += int(a.decision == "keep")

@@ -175,3 +175,22 @@ def test_nan_and_infinite_values_are_gaps_not_errors(tmp_path: Path) -> None:
     add_attempts(run, [A("gaps", figures=[grid, {"type": "line", "title": "l", "values": [1, None, 3]}])])
     md = write_report(run.root)[0].read_text()
     assert "gaps" in md and math.isfinite(1.0)
+
+
+def test_feature_run_as_the_feature_task_writes_it(tmp_path: Path) -> None:
+    """Kept latents carry no claim statistics; scores may be None; examples may be long."""
+    run = make_run(tmp_path)
+    toks = [f" t{i}" for i in range(300)]
+    acts = [0.0] * 300
+    acts[250] = 5.0
+    card = {"latent": 99, "explanation": "the token t250", "scores": {"detection": 0.9, "simulation": None},
+            "baseline": {"detection": {"mean": 0.5, "std": 0.1}},
+            "top_examples": [{"text": "".join(toks), "tokens": toks, "activations": acts}]}
+    add_attempts(run, [A("latent-99", "explain-latent", "keep", feature_cards=[card], summary="test detection 0.900 vs 0.500")])
+    md_path, html_path = write_report(run.root)
+    md = md_path.read_text()
+    (row,) = htmlparse.md_table_after(md, "## Verified findings")
+    assert row[0] == "0001" and row[2] == "n/a" and "latent-99 hypothesis" in row[1]
+    assert "| simulation | n/a | n/a | n/a |" in md and "| detection | 0.900 | 0.500 ± 0.100 | +4.0 |" in md
+    assert "**t250**" in md and " t100" not in md  # the 128-token window around the peak
+    assert "kept by the run's keep rule" in md

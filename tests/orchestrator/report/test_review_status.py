@@ -150,3 +150,10 @@ def test_eta_uses_the_pace_when_the_clock_is_far() -> None:
     assert eta_seconds(finished=False, elapsed_s=100, completed=2, in_flight=0, max_experiments=10, wall_clock_hours=8) == 400
     assert eta_seconds(finished=False, elapsed_s=5, completed=0, in_flight=1, max_experiments=10, wall_clock_hours=None) is None
     assert eta_seconds(finished=True, elapsed_s=5, completed=1, in_flight=0, max_experiments=10, wall_clock_hours=1) == 0.0
+
+
+def test_review_of_a_finding_without_claim_statistics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path)
+    add_attempts(run, [A("latent-99", "explain-latent", "keep", summary="test detection 0.900 vs baseline 0.500 ± 0.100")])
+    _, out, _ = run_cli(capsys, "review", str(run.root))
+    assert out.splitlines()[1].endswith("latent-99: test detection 0.900 vs baseline 0.500 ± 0.100")
