@@ -22,7 +22,7 @@ __all__ = ["ReportData", "ReportError", "build_report", "load_report_data", "wri
 
 def _replace(path: Path, text: str) -> None:
     """Readers (a browser, a test) see the old report or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two writers (loop, CLI) never share a temp file
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
