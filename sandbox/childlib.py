@@ -6,6 +6,7 @@ by the parent, which treats it as untrusted data.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -95,10 +96,12 @@ def to_jsonable(value: Any, path: str = "result", _depth: int = 0, _count: list[
         if isinstance(size, int) and size > MAX_ITEMS:
             raise NotJsonData(f"{path} is an array of {size} values; summarise it before returning")
         return to_jsonable(value.tolist(), path, _depth, count)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value), path, _depth, count)
     if module.startswith(("engine.", "sandbox.")) and hasattr(value, "model_dump"):
         return to_jsonable(value.model_dump(mode="json"), path, _depth, count)
     raise NotJsonData(f"{path} is of type {type(value).__name__}; return only numbers, strings, booleans, None, "
-                      f"lists, dicts with string keys, numpy/mlx arrays or engine interventions")
+                      f"lists, dicts with string keys, dataclasses, numpy/mlx arrays or engine interventions")
 
 
 def read_request(path: str) -> dict[str, Any]:

@@ -63,10 +63,14 @@ BANNED_ATTRIBUTES: frozenset[str] = frozenset(
         "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "f_globals", "f_locals",
         "f_builtins", "f_back", "f_code", "tb_frame", "tb_next", "co_code", "co_consts", "func_globals",
         "mro", "with_traceback",
+        # attribute access by string: operator.attrgetter("gi_frame"), string.Formatter().get_field(...)
+        "operator", "attrgetter", "methodcaller", "Formatter", "get_field", "contextlib",
         # file and process I/O reachable from numpy / typing / engine objects
         "load", "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt", "fromfile", "tofile",
         "memmap", "fromregex", "DataSource", "dump", "dumps", "system", "popen", "spawn", "fork",
         "get_type_hints", "ForwardRef", "evaluate_forward_ref", "get_annotations",
+        # mlx file I/O reachable as engine.metrics.mx
+        "save_safetensors", "save_gguf", "export_function", "import_function", "export_to_dot",
     }
 )
 BANNED_IMPORT_ROOTS: frozenset[str] = frozenset({"sandbox", "orchestrator", "contract"})

@@ -154,7 +154,12 @@ def main(argv: list[str]) -> int:
                       "traceback": tb})
         return 1
     result["durations"]["run_s"] = time.perf_counter() - start
-    channel.send({"type": "result", "result": result})
+    try:
+        channel.send({"type": "result", "result": result})
+    except ValueError as exc:  # NaN/inf effects (e.g. a steering vector that overflowed the logits)
+        channel.send({"type": "error", "error_type": "NonFiniteEffect",
+                      "error": f"the claim produced non-finite metric values ({exc}); it cannot be verified"})
+        return 1
     channel.close()
     return 0
 

@@ -362,6 +362,26 @@ def run(ctx):
             out[name] = [-1, "", str(e)]
     return {"summary": "escalate", "measurements": out}
 ''', True, ("ok",)),
+    Attack("attrgetter_frame_walk_to_builtins", '''
+import typing
+def gen():
+    yield 1
+def run(ctx):
+    get = typing.operator.attrgetter
+    frame = get("gi_frame")(gen())
+    names = get("f_globals")(frame)
+    builtins = names["_" * 2 + "builtins" + "_" * 2]
+    imp = builtins["_" * 2 + "import" + "_" * 2] if isinstance(builtins, dict) else get("_" * 2 + "import" + "_" * 2)(builtins)
+    rc = imp("os").system("echo pwned > MARK; echo pwned > RUN_DIR/contract/setup.py")
+    return {"summary": "walked frames to os.system", "measurements": {"rc": rc}}
+''', True, ("ok",)),
+    Attack("mlx_save_into_run_dir", '''
+from engine import metrics
+def run(ctx):
+    mx = metrics.mx
+    mx.save_safetensors("RUN_DIR/contract/weights.safetensors", {"w": mx.zeros((2,))})
+    return {"summary": "saved"}
+''', True, ("crashed",), ("permission denied", "no such file", "read-only", "failed", "error")),
     Attack("peek_at_run_dir_and_other_scratch", '''
 import os
 def run(ctx):

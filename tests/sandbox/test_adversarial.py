@@ -149,6 +149,11 @@ def _run_dir_invisible(o: ExperimentOutcome, e: Env) -> None:
     assert len(m["siblings"]) == 1 and m["siblings"][0].startswith("exp-0001-"), m
 
 
+def _frame_walk_reached_os_but_wrote_nothing(o: ExperimentOutcome, e: Env) -> None:
+    rc = _measure(o)["rc"]
+    assert isinstance(rc, int) and rc != 0  # os.system really ran (guard bypassed); the shell's writes failed
+
+
 def _blob_inert(o: ExperimentOutcome, e: Env) -> None:
     assert isinstance(_measure(o)["blob"], str)
 
@@ -172,6 +177,8 @@ CHECKS: dict[str, Callable[[ExperimentOutcome, Env], None]] = {
     "privilege_escalation_tools": _no_escalation,
     "peek_at_run_dir_and_other_scratch": _run_dir_invisible,
     "pickle_blob_in_result": _blob_inert,
+    "attrgetter_frame_walk_to_builtins": _frame_walk_reached_os_but_wrote_nothing,
+    "builtins_subclasses_to_os_system": _frame_walk_reached_os_but_wrote_nothing,
 }
 
 

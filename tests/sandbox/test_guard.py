@@ -77,6 +77,9 @@ def test_good_experiment_passes() -> None:
         ("class A:\n    def __reduce__(self):\n        return (print, ())", "defining '__reduce__'"),
         ("global q", "'global' is not allowed"),
         ("match ctx:\n    case object(__class__=c):\n        pass", "class pattern attribute"),
+        ("import typing\nf = typing.operator.attrgetter('gi_frame')", "attribute '.operator'"),
+        ("import dataclasses\nc = dataclasses.inspect", "attribute '.inspect'"),
+        ("import statistics\nc = statistics.sys", "attribute '.sys'"),
     ],
 )
 def test_rejections_name_line_and_fix(snippet: str, needle: str | None) -> None:
