@@ -166,6 +166,23 @@ class LlamaAdapter:
         normed = mx.fast.rms_norm(x, ln2.weight, ln2.eps)
         return x + mlp.down_proj(silu_mul(mlp.gate_proj(normed), mlp.up_proj(normed)))
 
+    def head_z(self, layer: int, head: int, x_q: mx.array, x_k: mx.array, x_v: mx.array) -> mx.array:
+        """One head's z [b, p, e] with its query, key and value read from different residual streams
+        [b, p, d] (each through ln1): what path patching needs to change one input of one head."""
+        blk, cfg = self.layers[layer], self.cfg
+        attn, ln1 = blk.self_attn, blk.input_layernorm
+        e, kv = cfg.d_head, head // self._n_rep  # grouped-query: query head h reads kv head h // n_rep
+
+        def proj(x: mx.array, linear: nn.Module, index: int) -> mx.array:  # [b, p, d] -> [b, 1, p, e]
+            out = linear(mx.fast.rms_norm(x, ln1.weight, ln1.eps))
+            return out[..., index * e : (index + 1) * e][:, None]
+
+        q = attn.rope(proj(x_q, attn.q_proj, head), offset=0)
+        k = attn.rope(proj(x_k, attn.k_proj, kv), offset=0)
+        v = proj(x_v, attn.v_proj, kv)
+        z = mx.fast.scaled_dot_product_attention(q, k, v, scale=attn.scale, mask="causal" if q.shape[2] > 1 else None)
+        return z[:, 0]  # [b, p, e]
+
     def mlp_residual(self, layer: int, resid_mid: mx.array) -> mx.array:
         """resid_post of ``layer`` from its resid_mid [..., d]: resid_mid + mlp(ln2(resid_mid)), no hooks."""
         blk = self.layers[layer]

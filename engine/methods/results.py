@@ -161,6 +161,7 @@ class AblationResult(MethodResult):
     fraction_remaining: float | None = Field(description="ablated / baseline when baseline != 0")
     baseline_values: list[float]
     ablated_values: list[float]
+    interventions: list[dict] = Field(default_factory=list, description="the engine interventions applied (JSON)")
 
     def top(self, k: int = 10) -> list[tuple[str, float]]:
         return [("+".join(self.components) or "(none)", self.effect)][:k]
@@ -231,3 +232,23 @@ def nested(arr: np.ndarray) -> list:
 
 def product_shape(*sizes: int) -> list[tuple[int, ...]]:
     return list(itertools.product(*(range(s) for s in sizes)))
+
+
+class AblationSweepResult(GridResult):
+    """Each component ablated on its own: ``values`` = ablated - baseline (mean over prompts)."""
+
+    mode: str
+    over: str
+    raw: Nested = Field(description="mean metric with the component ablated")
+    baseline: float = Field(description="mean metric of the unablated run")
+    baseline_values: list[float]
+    n_prompts: int
+    rows_computed: int = 0
+    rows_skipped: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.mode}-ablation of each {self.over[:-1] if self.over.endswith('s') else self.over} "
+            f"({self.metric}, baseline {self.baseline:.3f}, {self.n_prompts} prompt(s)); largest effects: {self._top_text()}"
+        )
