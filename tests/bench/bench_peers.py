@@ -112,6 +112,7 @@ def start_workers(args, log_dir: Path) -> dict[str, Worker]:
 
 # ==== the plan ====================================================================================
 # (section, label, worker, task, repetitions key); the first row of a section is the engine's.
+INTERIM = "engine interim (public API, one batch)"
 PLAN = [
     ("resid_pre grid (30 layers x 9 positions = 270 patches)", [
         ("engine", "engine", "resid_grid", "reps"),
@@ -119,6 +120,7 @@ PLAN = [
         ("TransformerLens, batched by hand", "tl", "resid_batched", "reps"),
         ("plain torch, loop", "torch", "resid_loop", "slow_reps"),
         ("TransformerLens, own patching", "tl", "resid_own", "slow_reps"),
+        (INTERIM, "engine", "resid_grid", "interim_reps"),
     ]),
     ("per-head grid (hook_z, 30 layers x 9 heads = 270 patches, all positions)", [
         ("engine", "engine", "head_grid", "reps"),
@@ -126,21 +128,24 @@ PLAN = [
         ("TransformerLens, batched by hand", "tl", "head_batched", "reps"),
         ("plain torch, loop", "torch", "head_loop", "slow_reps"),
         ("TransformerLens, own patching", "tl", "head_own", "slow_reps"),
+        (INTERIM, "engine", "head_grid", "interim_reps"),
     ]),
     ("attribution patching (resid_pre and z, gradient x activation difference)", [
         ("engine", "engine", "attrib", "reps"),
         ("TransformerLens", "tl", "attrib", "reps"),
+        (INTERIM, "engine", "attrib", "interim_reps"),
     ]),
     ("direct logit attribution (per head and per component, clean run)", [
         ("engine", "engine", "dla", "reps"),
         ("TransformerLens", "tl", "dla", "reps"),
+        (INTERIM, "engine", "dla", "interim_reps"),
     ]),
 ]
 
 
 def run_plan(workers: dict[str, Worker], args) -> tuple[dict, dict]:
     """Interleaved rounds; returns {(section, label): [replies]} and forward timings."""
-    reps = {"reps": args.reps, "slow_reps": args.slow_reps}
+    reps = {"reps": args.reps, "slow_reps": args.slow_reps, "interim_reps": args.reps if args.with_interim else 0}
     results: dict[tuple[str, str], list[dict]] = {}
     fwd = {"engine plain mlx-lm": [], "engine hooked, no hooks": [], "transformers": [], "TransformerLens": []}
     hooked_diff = []
@@ -158,7 +163,11 @@ def run_plan(workers: dict[str, Worker], args) -> tuple[dict, dict]:
             for label, w, task, key in rows:
                 if r >= reps[key] or (task.endswith("_own") and args.skip_tl_own):
                     continue
-                kw = {"impl": args.engine_impl} if w == "engine" else {}
+                if label == INTERIM and args.engine_impl == "interim":  # the engine row is the interim already
+                    continue
+                kw = {}
+                if w == "engine":
+                    kw["impl"] = "interim" if label == INTERIM else args.engine_impl
                 if w == "engine" and args.memory_budget_gb is not None:
                     kw["memory_budget_gb"] = args.memory_budget_gb
                 t0 = time.perf_counter()
@@ -309,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-tl-own", action="store_true", help="skip TransformerLens' own (slow) patching")
     ap.add_argument("--engine-impl", choices=("auto", "methods", "interim"), default="auto",
                     help="engine sweeps: engine.methods when present (auto), or the interim batched stand-in")
+    ap.add_argument("--with-interim", action="store_true",
+                    help="also time the interim engine stand-in (one batch through run_with_hooks) beside engine.methods")
     ap.add_argument("--memory-budget-gb", type=float, default=None, help="passed to the engine's sweeps")
     ap.add_argument("--json", type=Path, default=None, help="write every figure to this file")
     ap.add_argument("--log-dir", type=Path, default=None, help="workers' stderr logs (default: a temp dir)")

@@ -225,22 +225,12 @@ class EnginePeer:
 
 
 def _dla_fields(res) -> dict:
-    """Per-head and per-component arrays from an engine DLAResult (field names as they land)."""
-    data = res.model_dump() if hasattr(res, "model_dump") else dict(res)
-    out = {}
-    for key in ("heads", "per_head", "head_values"):
-        if key in data:
-            out["heads"] = data[key]
-            break
-    for key in ("components", "per_component", "component_values"):
-        if key in data:
-            out["components"] = data[key]
-            break
-    for key in ("labels", "component_labels"):
-        if key in data:
-            out["labels"] = data[key]
-            break
-    return out
+    """The engine's DLAResult in the peers' layout: heads [L][H]; components embed, 0_attn_out, 0_mlp_out, ..."""
+    comps, labels = [res.embed], ["embed"]
+    for layer, (a, m) in enumerate(zip(res.attn, res.mlp)):
+        comps += [a, m]
+        labels += [f"{layer}_attn_out", f"{layer}_mlp_out"]
+    return {"heads": res.heads, "components": comps, "labels": labels, "logit_diff": res.total}
 
 
 def _version(dist: str) -> str:
