@@ -9,6 +9,8 @@ if [ "$(uname -s)" = "Linux" ] && command -v dpkg >/dev/null 2>&1; then
   want=()
   dpkg -s libopenblas0-pthread >/dev/null 2>&1 || want+=(libopenblas0-pthread)
   dpkg -s bubblewrap >/dev/null 2>&1 || want+=(bubblewrap)
+  # headless Chromium renders report.html in the report tests (they skip without it)
+  dpkg -s chromium >/dev/null 2>&1 || want+=(chromium)
   if [ ${#want[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     echo "setup: installing ${want[*]} (Debian packages)" >&2
