@@ -36,6 +36,9 @@ ENV_ALLOW = ("LANG", "LC_ALL", "TZ")
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "AUTH")
 HIDDEN_DIRS = ("/root", "/home", "/run", "/mnt", "/media", "/srv", "/var/lib", "/var/spool", "/var/mail",
                "/etc/ssh")
+# Parts of the project a child never needs (it imports only engine and sandbox): task files may hold
+# prompts, and the orchestrator and run directories are none of its business.
+PROJECT_HIDDEN = ("orchestrator", "tasks", "tests", "runs", "notes", ".git", ".ci")
 RLIMITS = ["address-space", "cpu-time", "file-size", "open-files", "processes"]
 
 
@@ -123,7 +126,7 @@ def preload_prefix() -> list[str]:
 
 
 def _bwrap_args(scratch: Path, hidden: list[Path], readable: list[Path], env: dict[str, str], tmp_mb: int,
-                uid_drop: bool) -> list[str]:
+                scratch_mb: int, uid_drop: bool) -> list[str]:
     args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL"]
     if uid_drop:  # kept only for setpriv, which drops them together with root
@@ -150,7 +153,13 @@ def _bwrap_args(scratch: Path, hidden: list[Path], readable: list[Path], env: di
     if roots:  # scratch's parents would be created 0700 inside a tmpfs: the child uid must traverse them
         for mid in reversed([p for p in scratch.parents if roots[0] in p.parents]):
             args += ["--perms", "0755", "--dir", str(mid)]
-    args += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--clearenv"]
+    # The working directory is a size-capped tmpfs at the scratch path: nothing the child writes reaches the
+    # host disk or outlives it. The parent's inputs (request.json, experiment.py) are bound in read-only.
+    args += ["--perms", "1777", "--size", str(scratch_mb << 20), "--tmpfs", str(scratch)]
+    for f in sorted(scratch.iterdir()):
+        if f.is_file() and not f.is_symlink():
+            args += ["--ro-bind", str(f), str(f)]
+    args += ["--chdir", str(scratch), "--clearenv"]
     for k, v in env.items():
         args += ["--setenv", k, v]
     return args + ["--"]
@@ -163,14 +172,14 @@ def _setpriv_args(uid: int) -> list[str]:
 
 def build_command(inner: list[str], scratch: Path, env: dict[str, str], report: IsolationReport, *,
                   hidden: list[Path] = (), readable: list[Path] | None = None, tmp_mb: int = 256,
-                  uid: int = CHILD_UID) -> list[str]:
+                  scratch_mb: int = 1024, uid: int = CHILD_UID) -> list[str]:
     """Wrap ``inner`` (a python -I command) in the isolation ``report`` says is available; with a uid
     drop the child runs as ``uid`` (the caller chowns ``scratch`` to it)."""
     readable = readable if readable is not None else readable_paths()
-    hidden = [Path(h).resolve() for h in hidden]
+    hidden = [Path(h).resolve() for h in hidden] + [PROJECT_ROOT / d for d in PROJECT_HIDDEN]
     inner = preload_prefix() + list(inner)
     if report.mode == "bwrap":
-        prefix = _bwrap_args(scratch, hidden, readable, env, tmp_mb, report.uid_drop)
+        prefix = _bwrap_args(scratch, hidden, readable, env, tmp_mb, scratch_mb, report.uid_drop)
         return prefix + (_setpriv_args(uid) if report.uid_drop else []) + inner
     if report.mode == "unshare":
         return (["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]

@@ -236,7 +236,7 @@ def _launch(entry: str, request_path: Path, scratch: Path, limits: ResourceLimit
     inner = [sys.executable, "-I", "-c", boot, str(request_path), str(write_fd)]
     env = child_env(scratch)
     argv = build_command(inner, scratch, env, report, hidden=hidden, readable=readable_paths(extra_readable),
-                         tmp_mb=limits.tmp_size_mb, uid=uid)
+                         tmp_mb=limits.tmp_size_mb, scratch_mb=limits.scratch_size_mb, uid=uid)
     cgroup = None
     if report.pids_cgroup:
         try:

@@ -77,6 +77,7 @@ class ResourceLimits(BaseModel):
     tail_bytes: int = Field(default=16_000, ge=256, description="how much of stdout/stderr the outcome keeps")
     result_cap_bytes: int = Field(default=8_000_000, ge=1024, description="largest result message accepted")
     tmp_size_mb: int = Field(default=256, ge=1, description="size of the private /tmp (bubblewrap tmpfs)")
+    scratch_size_mb: int = Field(default=1024, ge=1, description="size of the working directory (bubblewrap tmpfs)")
 
     def cpu_seconds(self) -> int:
         return self.cpu_s if self.cpu_s is not None else int(2 * self.timeout_s) + 1

@@ -182,6 +182,18 @@ def run(ctx):
         with open("/tmp/fill%d" % i, "wb") as f:
             f.write(b"x" * (8 << 20))
 ''', True, ("crashed",), ("no space left",)),
+    Attack("fill_scratch_with_many_files", '''
+def run(ctx):
+    for i in range(1000):
+        with open("part%d" % i, "wb") as f:
+            f.write(b"x" * (8 << 20))
+''', True, ("crashed",), ("no space left",)),
+    Attack("tamper_with_own_inputs", '''
+def run(ctx):
+    with open("request.json", "w") as f:
+        f.write("{}")
+    return {"summary": "rewrote the request"}
+''', True, ("crashed",), ("read-only file system", "permission denied")),
     Attack("stdout_100_mb", '''
 def run(ctx):
     for _ in range(100):

@@ -28,7 +28,8 @@ HELD_OUT = [
                correct=" Berlin", wrong=" Paris"),
 ]
 FAST = ResourceLimits(timeout_s=5.0, memory_mb=1024, cpu_s=20, file_size_mb=16, open_files=64, processes=32,
-                      output_cap_bytes=1_000_000, tail_bytes=4000, result_cap_bytes=1_000_000, tmp_size_mb=32)
+                      output_cap_bytes=1_000_000, tail_bytes=4000, result_cap_bytes=1_000_000, tmp_size_mb=32,
+                      scratch_size_mb=32)
 PROJECT = Path(__file__).resolve().parents[2]
 
 
