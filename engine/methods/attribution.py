@@ -77,6 +77,7 @@ def attribution_patching(
     heads: Sequence[int] | None = None,
     per_position: bool | None = None,
     alignment: Alignment | None = None,
+    normalise_per_pair: bool = False,
 ) -> PatchingResult:
     """Linear estimate of activation_patching(...) with the same arguments: one forward and one backward
     on the base run, one forward on the source run. Values: 0 = corrupted, 1 = clean (estimated)."""
@@ -120,4 +121,4 @@ def attribution_patching(
                 est = per_key[:, grid.keys].sum(axis=1) if k == -1 else per_key[:, k]
                 values[group.index, c] = base_np + est
     return finish(model, "attribution_patching", pairs, grid, hook, direction, scorer.name, values,
-                  clean_scores, corrupt_scores, 0, 0, time.perf_counter() - t0)
+                  clean_scores, corrupt_scores, 0, 0, time.perf_counter() - t0, normalise_per_pair)

@@ -17,7 +17,7 @@ from engine.alignment import Alignment
 from engine.errors import MethodError
 from engine.methods.pairs import IdsLike, Pairs, TokensLike, prepare_pairs
 from engine.methods.patch_rows import KIND, Site, check_hook, entry_residual, extra_base_names, source_names
-from engine.methods.results import PatchingResult, nested
+from engine.methods.results import NORMALISATION, PER_PAIR, PatchingResult, nested
 from engine.methods.scoring import MetricFn, Scorer, normalise
 from engine.methods.suffix_runs import Segment, capture_base, positions_per_chunk, run_segments
 
@@ -152,13 +152,15 @@ def activation_patching(
     per_position: bool | None = None,
     alignment: Alignment | None = None,
     memory_budget_gb: float = 2.0,
+    normalise_per_pair: bool = False,
 ) -> PatchingResult:
     """Patch each (layer, position[, head]) from the source run into the base run and score it.
 
     hook: 'resid_pre' | 'resid_post' | 'attn_out' | 'mlp_out' | 'z' (per head). direction: 'denoise' copies clean
     activations into the corrupted run, 'noise' corrupted into clean. For 'z' the default grid is
     layer x head with every position patched at once (per_position=True adds the position axis).
-    positions are indices (or alignment names); layers/heads indices. Values: 0 = corrupted, 1 = clean.
+    positions are indices (or alignment names); layers/heads indices. Values: 0 = corrupted, 1 = clean,
+    normalising the mean over pairs (normalise_per_pair=True: the mean of each pair's normalised value).
     """
     t0 = time.perf_counter()
     check_hook(hook)
@@ -193,15 +195,21 @@ def activation_patching(
         ran, skip = sweep_group(model, scorer, group, base, site, grid, hook, memory_budget_gb, values, base_scores)
         computed, skipped = computed + ran, skipped + skip
     return finish(model, "activation_patching", pairs, grid, hook, direction, scorer.name, values,
-                  clean_scores, corrupt_scores, computed, skipped, time.perf_counter() - t0)
+                  clean_scores, corrupt_scores, computed, skipped, time.perf_counter() - t0, normalise_per_pair)
 
 
 def finish(model, method, pairs: Pairs, grid: Grid, hook, direction, metric_name, values, clean_scores,
-           corrupt_scores, computed, skipped, seconds) -> PatchingResult:
+           corrupt_scores, computed, skipped, seconds, per_pair: bool = False) -> PatchingResult:
     raw = values.mean(axis=0).reshape(grid.shape())  # mean over pairs
     clean, corrupt = float(clean_scores.mean()), float(corrupt_scores.mean())
     normalise(clean, clean, corrupt)  # raises a clear error when the pairs do not differ
-    norm = (raw - corrupt) / (clean - corrupt)
+    if per_pair:
+        for c, b in zip(clean_scores, corrupt_scores):
+            normalise(c, c, b)
+        gaps = (clean_scores - corrupt_scores)[:, None]
+        norm = ((values - corrupt_scores[:, None]) / gaps).mean(axis=0).reshape(grid.shape())
+    else:
+        norm = (raw - corrupt) / (clean - corrupt)
     axes, labels = axes_and_labels(grid, pairs)
     return PatchingResult(
         method=method, metric=metric_name, axes=axes, labels=labels, values=nested(norm), raw=nested(raw),
@@ -209,4 +217,5 @@ def finish(model, method, pairs: Pairs, grid: Grid, hook, direction, metric_name
         clean_values=clean_scores.tolist(), corrupted_values=corrupt_scores.tolist(), n_pairs=pairs.n_pairs,
         clean_str_tokens=pairs.clean_str_tokens, corrupted_str_tokens=pairs.corrupted_str_tokens,
         rows_computed=computed, rows_skipped=skipped, seconds=seconds,
+        normalisation=PER_PAIR if per_pair else NORMALISATION,
     )

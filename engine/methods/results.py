@@ -19,6 +19,11 @@ NORMALISATION = (
     "0 = corrupted behaviour, 1 = clean behaviour (the mean over pairs is normalised, not each pair)"
 )
 
+PER_PAIR = (
+    "normalised = mean_pairs((patched - corrupted) / (clean - corrupted)): 0 = corrupted, 1 = clean "
+    "(each pair normalised by its own gap, then averaged)"
+)
+
 
 class MethodResult(BaseModel):
     model_config = ConfigDict(extra="forbid")

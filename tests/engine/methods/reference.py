@@ -29,7 +29,7 @@ def metric_value(logits: mx.array, correct: int, wrong: int, metric: str, clean_
 
 def reference_patching(model, clean, corrupted, correct, wrong, *, hook="resid_pre", direction="denoise",
                        metric="logit_diff", layers=None, positions=None, heads=None, per_position=None,
-                       clean_pos=None, corrupted_pos=None):
+                       clean_pos=None, corrupted_pos=None, per_pair=False):
     """Grid of normalised values (and raw means), one run_with_hooks per (pair, cell).
 
     clean/corrupted: lists of token lists. clean_pos/corrupted_pos: [pair][key] positions (identity if None).
@@ -75,6 +75,9 @@ def reference_patching(model, clean, corrupted, correct, wrong, *, hook="resid_p
                     c += 1
     mean = raw.mean(0).reshape(shape)
     cm, bm = clean_v.mean(), corrupt_v.mean()
+    if per_pair:
+        norm = ((raw - corrupt_v[:, None]) / (clean_v - corrupt_v)[:, None]).mean(0).reshape(shape)
+        return norm, mean, clean_v, corrupt_v
     return (mean - bm) / (cm - bm), mean, clean_v, corrupt_v
 
 

@@ -43,6 +43,14 @@ def test_other_metrics_equal_reference(tiny, tiny_pairs, metric):
     np.testing.assert_allclose(fast.grid(), ref, atol=TOL)
 
 
+def test_per_pair_normalisation_equals_reference(tiny, tiny_pairs):
+    clean, corrupted, correct, wrong = tiny_pairs
+    fast = activation_patching(tiny, clean, corrupted, correct, wrong, hook="attn_out", normalise_per_pair=True)
+    ref, *_ = reference_patching(tiny, clean, corrupted, correct, wrong, hook="attn_out", per_pair=True)
+    np.testing.assert_allclose(fast.grid(), ref, atol=TOL)
+    assert "each pair" in fast.normalisation
+
+
 def test_subsets_and_tiny_memory_budget_change_nothing(tiny, tiny_pairs):
     clean, corrupted, correct, wrong = tiny_pairs
     full = activation_patching(tiny, clean, corrupted, correct, wrong, hook="z", per_position=True)
