@@ -33,6 +33,8 @@ def apply_rlimits(limits: dict[str, Any]) -> None:
         resource.RLIMIT_NPROC: int(limits["processes"]),
         resource.RLIMIT_CORE: 0,
     }
+    if sys.platform == "darwin":  # macOS does not enforce RLIMIT_AS (and may refuse to set it)
+        del wanted[resource.RLIMIT_AS]
     for which, value in wanted.items():
         soft, hard = resource.getrlimit(which)
         cap = value if hard == resource.RLIM_INFINITY else min(value, hard)

@@ -82,6 +82,12 @@ class IsolationReport(BaseModel):
         out.append("env-allowlist")
         return out
 
+    @property
+    def contains_filesystem(self) -> bool:
+        """Whether the child is kept away from the run directory by more than hashes: a read-only, hiding
+        mount namespace (bubblewrap), a deny-write profile (sandbox-exec) or a uid other than the parent's."""
+        return self.mode in ("bwrap", "sandbox-exec") or self.uid_drop
+
     def summary(self) -> str:
         text = f"sandbox isolation on {self.platform}: " + ", ".join(self.layers)
         text += f"; network namespace: {'yes' if self.network_isolated else 'NO'} ({self.network_probe})"
@@ -316,3 +322,18 @@ def isolation_report(prefer: str | None = None, *, refresh: bool = False) -> Iso
         if refresh or key not in _cache:
             _cache[key] = _detect(prefer)
         return _cache[key]
+
+
+ALLOW_DEGRADED_ENV = "SANDBOX_ALLOW_DEGRADED"
+
+
+def require_isolation(report: IsolationReport) -> None:
+    """Fail closed: refuse to run agent code with the parent's uid and a writable filesystem, unless the
+    operator opted in with SANDBOX_ALLOW_DEGRADED=1 (contract hashes then remain the only guard)."""
+    if report.contains_filesystem or os.environ.get(ALLOW_DEGRADED_ENV) == "1":
+        return
+    raise IsolationUnavailable(
+        f"refusing to run experiments: {report.summary()}. The child would run with the orchestrator's own uid "
+        "and could write the run directory. Install bubblewrap (`apt-get install bubblewrap`), or run the "
+        f"orchestrator as root with a python the unprivileged uid can read, or set {ALLOW_DEGRADED_ENV}=1 to "
+        "accept the degraded isolation")

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from sandbox.contract import contract_digest, load_contract, restore_contract, verify_contract
 from sandbox.guard import MAX_SOURCE_BYTES, check_source, format_issues
-from sandbox.isolation import IsolationReport, isolation_report
+from sandbox.isolation import IsolationReport, isolation_report, require_isolation
 from sandbox.process import ProcessRun, interpret, launch_isolated
 from sandbox.schemas import Durations, ExperimentOutcome, ExperimentResult, ResourceLimits, Status
 
@@ -79,6 +79,8 @@ def run_experiment(run_dir: Path, experiment: Path, number: int, *, limits: Reso
     run_dir = Path(run_dir).resolve()
     start = time.perf_counter()
     report = isolation or isolation_report()
+    if isolation is None:
+        require_isolation(report)
     outcome = ExperimentOutcome(number=number, experiment=Path(experiment).name, status="crashed",
                                 guard_enabled=guard, isolation=report.layers)
     dur = Durations()

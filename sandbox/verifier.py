@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from sandbox.contract import load_contract, verify_contract
-from sandbox.isolation import isolation_report
+from sandbox.isolation import isolation_report, require_isolation
 from sandbox.process import interpret, launch_isolated
 from sandbox.runner import default_scratch_root
 from sandbox.schemas import Claim, ResourceLimits, VerificationResult
@@ -41,6 +41,7 @@ def verify_claim(run_dir: Path, claim: Claim, *, n_null: int = 10, null_modes: S
         raise ContractViolation(f"contract of {run_dir} fails verification: {check.problems}; restore it first")
     contract = load_contract(run_dir)
     report = isolation_report()
+    require_isolation(report)
     request = {"claim": claim.model_dump(mode="json"), "pairs": [p.model_dump() for p in contract.held_out],
                "model": contract.model, "metric": contract.metric, "seed": contract.seed, "n_null": int(n_null),
                "null_modes": list(null_modes)}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.contract import contract_digest, verify_contract
-from sandbox.isolation import IsolationReport, isolation_report
+from sandbox.isolation import IsolationReport, IsolationUnavailable, isolation_report
 from sandbox.runner import run_experiment
 from tests.sandbox.attacks import ATTACKS
 from tests.sandbox.conftest import FAST, sandbox_uid_processes
@@ -81,3 +81,17 @@ def test_detached_daemon_is_killed(run_dir: Path, scratch_root: Path, fallback: 
             break
         time.sleep(0.05)
     assert sandbox_uid_processes(str(scratch_root), any_uid=True) == []
+
+
+def test_degraded_isolation_fails_closed_unless_allowed(run_dir: Path, scratch_root: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    if isolation_report("rlimits-only").contains_filesystem:
+        pytest.skip("here even rlimits-only mode drops to another uid: nothing is degraded")
+    monkeypatch.setenv("SANDBOX_ISOLATION", "rlimits-only")
+    path = run_dir / "experiments" / "0001-a.py"
+    path.parent.mkdir()
+    path.write_text("def run(ctx):\n    return {'summary': 'x'}\n")
+    with pytest.raises(IsolationUnavailable, match="SANDBOX_ALLOW_DEGRADED=1"):
+        run_experiment(run_dir, path, 1, limits=FAST, scratch_root=scratch_root)
+    monkeypatch.setenv("SANDBOX_ALLOW_DEGRADED", "1")
+    assert run_experiment(run_dir, path, 1, limits=FAST, scratch_root=scratch_root).status == "ok"
