@@ -110,6 +110,12 @@ def readable_paths(extra: list[Path] | None = None) -> list[Path]:
     return sorted(p for p in paths if p.exists())
 
 
+def model_paths(model_ref: str) -> list[Path]:
+    """A model given as a local path (mlx-lm directory, GGUF file) must be readable inside the child."""
+    path = Path(model_ref).expanduser()
+    return [path.resolve()] if path.exists() else []
+
+
 def child_env(scratch: Path) -> dict[str, str]:
     """The allow-listed environment of a child: no API keys, tokens or secrets can pass."""
     from engine.blas import blas_env

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from sandbox.contract import contract_digest, load_contract, restore_contract, verify_contract
 from sandbox.guard import MAX_SOURCE_BYTES, check_source, format_issues
-from sandbox.isolation import IsolationReport, isolation_report, require_isolation
+from sandbox.isolation import IsolationReport, isolation_report, model_paths, require_isolation
 from sandbox.process import ProcessRun, interpret, launch_isolated
 from sandbox.schemas import Durations, ExperimentOutcome, ExperimentResult, ResourceLimits, Status
 
@@ -113,7 +113,7 @@ def run_experiment(run_dir: Path, experiment: Path, number: int, *, limits: Reso
                    "metric": contract.metric, "pairs": [p.model_dump() for p in contract.exploration]}
         dur.setup_s = time.perf_counter() - t
         run = launch_isolated("sandbox.harness", request, scratch, limits, hidden=[run_dir], cancel=cancel,
-                              report=report)
+                              report=report, extra_readable=model_paths(contract.model))
     finally:
         if not keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from sandbox.contract import load_contract, verify_contract
-from sandbox.isolation import isolation_report, require_isolation
+from sandbox.isolation import isolation_report, model_paths, require_isolation
 from sandbox.process import interpret, launch_isolated
 from sandbox.runner import default_scratch_root
 from sandbox.schemas import Claim, ResourceLimits, VerificationResult
@@ -48,7 +48,7 @@ def verify_claim(run_dir: Path, claim: Claim, *, n_null: int = 10, null_modes: S
     scratch = Path(tempfile.mkdtemp(prefix="verify-", dir=scratch_root or default_scratch_root()))
     try:
         run = launch_isolated("sandbox.verify_entry", request, scratch, limits, hidden=[run_dir], cancel=cancel,
-                              report=report)
+                              report=report, extra_readable=model_paths(contract.model))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     status, reason, msg = interpret(run, limits)  # timeout/crash/limit handling shared with experiments

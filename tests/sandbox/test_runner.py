@@ -122,3 +122,26 @@ def test_runner_can_be_cancelled_from_another_thread(run_dir: Path, scratch_root
     out = run_experiment(run_dir, write(run_dir, "0001-a.py", "def run(ctx):\n    while True:\n        pass\n"), 1,
                          limits=FAST, scratch_root=scratch_root, cancel=cancel)
     assert out.status == "cancelled" and out.durations.total_s < 3
+
+
+def test_model_given_as_a_path_is_readable_inside(tmp_path: Path, scratch_root: Path) -> None:
+    import shutil
+    import tempfile
+
+    from sandbox.contract import create_contract
+    from tests.sandbox.conftest import HELD_OUT
+
+    model_dir = Path(tempfile.mkdtemp(prefix="sandbox-test-model-", dir=Path.home()))  # under a hidden dir
+    try:
+        model_dir.chmod(0o755)
+        (model_dir / "config.json").write_text('{"model_type": "llama"}')
+        (model_dir / "config.json").chmod(0o644)
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        create_contract(run_dir, str(model_dir), EXPLORATION, HELD_OUT, commit=True)
+        code = f"def run(ctx):\n    return {{'summary': open({str(model_dir / 'config.json')!r}).read()}}\n"
+        out = run_experiment(run_dir, write(run_dir, "0001-a.py", code), 1, limits=FAST, guard=False,
+                             scratch_root=scratch_root)
+        assert out.status == "ok" and "llama" in out.result.summary, out.reason
+    finally:
+        shutil.rmtree(model_dir)
