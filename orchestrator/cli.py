@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import re
 import signal
 import sys
@@ -25,7 +26,8 @@ from orchestrator.review import format_review, format_status, review_data, statu
 from orchestrator.rundir import RunDir, RunDirError, create_run_dir, default_run_dir, is_run_dir, open_run_dir
 from orchestrator.state import StateStore
 from orchestrator.task import Task, TaskError, load_task
-from orchestrator.wiring import WiringError, build_components
+from orchestrator.wiring import ENV as WIRING_ENV
+from orchestrator.wiring import WiringError, build_components, build_verifier
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -179,7 +181,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if match is None:
         raise CliError(f"finding {args.finding!r}: give an attempt number (e.g. 3) or findings/NNNN-slug.md", EXIT_INPUT)
     task = _stored_task(run)
-    verifier = _components(task, run.root).verifier
+    try:  # only the verifier: `verify` must work without an agent provider's credentials
+        verifier = build_components(task, run.root).verifier if os.environ.get(WIRING_ENV) else build_verifier(task, run.root)
+    except WiringError as exc:
+        raise CliError(f"cannot verify: {exc}", EXIT_UNAVAILABLE) from None
     try:
         confirmed, lines = verify_finding(run, task, int(match.group(1)), verifier, read_ledger(run.ledger))
     except ValueError as exc:

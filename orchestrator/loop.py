@@ -17,7 +17,7 @@ from typing import Any, Callable
 from orchestrator.agent.base import AgentContext, ResearchAgent, StepResult, Usage
 from orchestrator.contract import check_contract, contract_hash, restore_contract
 from orchestrator.crashpoints import crash_point
-from orchestrator.fsutil import atomic_write_text, sha256_file, sha256_text
+from orchestrator.fsutil import atomic_write_text, sha256_text
 from orchestrator.interfaces import ExperimentBackend, ExperimentOutcome, ExperimentRequest, Guard, Verifier, VerifyRequest
 from orchestrator.ledger import Ledger
 from orchestrator.logging import NullLog, RunLog
