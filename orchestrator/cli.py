@@ -18,10 +18,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Sequence
 
-from orchestrator.ledger import read_ledger
+from orchestrator.contract import ContractFailure
+from orchestrator.ledger import LedgerCorrupt, read_ledger
 from orchestrator.logging import RunLog
 from orchestrator.loop import Loop
 from orchestrator.progress import Progress
+from orchestrator.ratchet import RatchetError
 from orchestrator.review import format_review, format_status, review_data, status_data, to_json
 from orchestrator.rundir import RunDir, RunDirError, create_run_dir, default_run_dir, is_run_dir, open_run_dir
 from orchestrator.state import StateStore
@@ -93,6 +95,8 @@ def _drive(run: RunDir, task: Task, components, quiet: bool) -> int:
         state = Loop(run, task, components, log=log, on_progress=progress.update).run_until_stopped()
     except RunDirError as exc:
         raise CliError(str(exc), EXIT_LOCKED) from None
+    except (LedgerCorrupt, RatchetError, ContractFailure) as exc:
+        raise CliError(f"{run.root}: {exc}", EXIT_INPUT) from None
     except KeyboardInterrupt:
         progress.close()
         log.warning("interrupted")

@@ -205,6 +205,17 @@ class Loop:
     def _research_state(self):
         return research_state(self.ledger.entries(), self.task.question, self.task.budgets.max_experiments)
 
+    def _ask(self, method: str, *args: Any) -> StepResult[Any]:
+        """Call one role. A bug in an agent becomes a failed, recorded step rather than a dead overnight
+        run (resume would only hit it again); budget and configuration stops still end the run."""
+        try:
+            return getattr(self.c.agent, method)(*args)
+        except ProviderStop:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded in the ledger and the log, never swallowed
+            self.log.error("agent_raised", role=method, error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            return StepResult(value=None, error=f"the agent raised {type(exc).__name__}: {exc}")
+
     def _account(self, rec: AttemptRecord, step: StepResult[Any], role: str) -> Any:
         rec.usage = rec.usage + (step.usage or Usage())
         self.log.info("role_called", attempt=rec.attempt, role=role, ok=step.value is not None,
@@ -222,7 +233,7 @@ class Loop:
 
     # ---------------------------------------------------------------- phases
     def _phase_planning(self, rec: AttemptRecord) -> None:
-        plan = self._account(rec, self.c.agent.plan(self._research_state(), self._context()), "planner")
+        plan = self._account(rec, self._ask("plan", self._research_state(), self._context()), "planner")
         crash_point("planned", rec.attempt)
         if plan is None:
             return self._end(rec, "failed", "planner produced no valid plan")
@@ -230,7 +241,7 @@ class Loop:
 
     def _phase_writing(self, rec: AttemptRecord) -> None:
         assert rec.plan is not None
-        step = self.c.agent.write_experiment(rec.plan, self._research_state(), self._context(), rec.feedback)
+        step = self._ask("write_experiment", rec.plan, self._research_state(), self._context(), rec.feedback)
         code = self._account(rec, step, "executor")
         if code is None and rec.feedback is not None:  # a repair that did not come: the original failure stands
             guard_said_no = rec.feedback.startswith("guard rejected")
@@ -330,13 +341,13 @@ class Loop:
         assert rec.plan is not None
         summary = dict(rec.outcome or {})
         summary["verification"] = rec.verifications
-        rec.analysis = self._account(rec, self.c.agent.analyse(rec.plan, summary, self._context()), "analyst")
+        rec.analysis = self._account(rec, self._ask("analyse", rec.plan, summary, self._context()), "analyst")
         rec.phase = "reflecting"
 
     def _phase_reflecting(self, rec: AttemptRecord) -> None:
         assert rec.plan is not None
         verification = {"claims": rec.verifications, "any_kept": any(v.get("kept") for v in rec.verifications)}
-        step = self.c.agent.reflect(self._research_state(), rec.plan, rec.analysis, verification, self._context())
+        step = self._ask("reflect", self._research_state(), rec.plan, rec.analysis, verification, self._context())
         reflection = self._account(rec, step, "reflector")
         rec.reflection = reflection
         if reflection is None:

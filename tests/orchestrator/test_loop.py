@@ -202,3 +202,28 @@ def test_unrepairable_runtime_error_is_recorded_as_a_crash(tmp_path: Path) -> No
     (entry,) = read_ledger(run.ledger)
     assert (entry.decision, entry.phase) == ("crash", "writing")
     assert "ZeroDivisionError" in entry.reason and "could not repair" in entry.reason
+
+
+def test_an_agent_that_raises_is_a_recorded_failure(tmp_path: Path) -> None:
+    class Buggy(ScriptedAgent):
+        def analyse(self, plan: Any, outcome_summary: Any, context: Any) -> Any:
+            raise KeyError("figures")
+
+    run, task = make_run(tmp_path, "run", _task(tmp_path, n=1))
+    Loop(run, task, _components(Buggy())).run_until_stopped()
+    (entry,) = read_ledger(run.ledger)
+    assert entry.decision == "keep"  # the analyst is advisory: its failure does not block a verified finding
+    log = (run.logs / "run.jsonl").read_text() if (run.logs / "run.jsonl").exists() else ""
+    assert StateStore(run.root).load().status == "finished" and log == ""  # no log given: NullLog
+
+
+def test_damaged_ledger_is_one_clear_message(finished: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    _, run_dir = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    lines = (copy / "results.jsonl").read_text().splitlines()
+    (copy / "results.jsonl").write_text("\n".join([lines[0], "{oops", *lines[1:]]) + "\n")
+    proc = _cli("resume", str(copy), "--quiet")
+    assert proc.returncode == 2 and "line 2 is not a ledger entry" in proc.stderr and "Traceback" not in proc.stderr

@@ -155,3 +155,18 @@ def test_generator_task_expands(tmp_path: Path) -> None:
     path.write_text("name: g\nquestion: q\ngenerator: {family: factual_recall, n: 500}\n")
     with pytest.raises(TaskError, match="generator.n: factual_recall has 28 landmarks"):
         load_task(path)
+
+
+def test_model_may_be_a_local_directory_or_gguf_file(tmp_path: Path) -> None:
+    (tmp_path / "mymodel").mkdir()
+    (tmp_path / "mymodel" / "config.json").write_text("{}")
+    (tmp_path / "weights.gguf").write_bytes(b"GGUF")
+    (tmp_path / "empty").mkdir()
+    path = tmp_path / "task.yaml"
+    for ref, ok in (("mymodel", True), ("weights.gguf", True), ("empty", False)):
+        path.write_text(yaml.safe_dump({**GOOD, "model": ref}))
+        if ok:  # relative to the task file; stored as an absolute path
+            assert load_task(path, check_tokenizer=False).model == str((tmp_path / ref).resolve())
+        else:
+            with pytest.raises(TaskError, match="exists, but is neither a .gguf file nor a directory with config.json"):
+                load_task(path, check_tokenizer=False)
