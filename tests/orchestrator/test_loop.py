@@ -227,3 +227,24 @@ def test_damaged_ledger_is_one_clear_message(finished: tuple[Path, Path], tmp_pa
     (copy / "results.jsonl").write_text("\n".join([lines[0], "{oops", *lines[1:]]) + "\n")
     proc = _cli("resume", str(copy), "--quiet")
     assert proc.returncode == 2 and "line 2 is not a ledger entry" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_resume_with_several_attempts_in_flight(tmp_path: Path) -> None:
+    """DESIGN.md section 10: records are per attempt, so a run left with two attempts in flight
+    (as a parallel backend would) resumes both, commits each kept one once, and numbers on from there."""
+    from orchestrator.state import AttemptRecord
+
+    run, task = make_run(tmp_path, "run", _task(tmp_path, n=4))
+    store = StateStore(run.root)
+    state = store.load()
+    state.next_attempt, state.in_flight = 3, {1: "planning", 2: "planning"}
+    store.save(state)
+    for n in (1, 2):
+        store.save_attempt(AttemptRecord(attempt=n))
+    Loop(run, task, _components(ScriptedAgent())).run_until_stopped()
+    entries = read_ledger(run.ledger)
+    assert [e.attempt for e in entries] == [1, 2, 3, 4]
+    assert [e.decision for e in entries] == ["keep", "discard", "keep", "discard"]
+    trailers = [c.message.rsplit("Attempt: ", 1)[1].strip() for c in git.Repo(run.root).iter_commits("findings")
+                if "Attempt: " in c.message]
+    assert sorted(trailers) == ["1", "3"]
