@@ -69,6 +69,7 @@ class ProcessRun:
     cancelled: bool = False
     limit_hit: str | None = None
     ready_s: float | None = None
+    last_message_s: float | None = None  # when the channel last delivered data (the result, normally)
     wall_s: float = 0.0
     argv: list[str] = field(default_factory=list)
 
@@ -152,8 +153,10 @@ def supervise(argv: list[str], env: dict[str, str], cwd: Path, limits: ResourceL
                     run.limit_hit = (f"{stream.name} exceeded {stream.cap} bytes"
                                      if stream.name != "result" else f"result message exceeded {stream.cap} bytes")
                     break
-                if stream.name == "result" and run.ready_s is None and b"\n" in stream.data:
-                    run.ready_s = time.perf_counter() - start
+                if stream.name == "result":
+                    run.last_message_s = time.perf_counter() - start
+                    if run.ready_s is None and b"\n" in stream.data:
+                        run.ready_s = run.last_message_s
             if run.limit_hit:
                 break
             if exited_at is None and proc.poll() is not None:

@@ -123,6 +123,8 @@ def run_experiment(run_dir: Path, experiment: Path, number: int, *, limits: Reso
     outcome.stderr_tail = run.stderr.decode(errors="replace")
     outcome.stdout_bytes, outcome.stderr_bytes = run.stdout_bytes, run.stderr_bytes
     dur.startup_s = run.ready_s or 0.0
+    if run.last_message_s is not None and run.last_message_s > (run.ready_s or 0.0):
+        dur.teardown_s = max(0.0, run.wall_s - run.last_message_s)
     dur.run_s = min(max(float(timings.get("run_s", 0.0)), 0.0), run.wall_s)
     dur.model_load_s = min(max(float(timings.get("model_load_s", 0.0)), 0.0), dur.run_s)
     t = time.perf_counter()

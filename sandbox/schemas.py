@@ -107,6 +107,7 @@ class Durations(BaseModel):
     startup_s: float = 0.0
     model_load_s: float = 0.0
     run_s: float = 0.0
+    teardown_s: float = Field(default=0.0, description="result received -> child reaped (freeing its memory)")
     total_s: float = 0.0
 
     @property

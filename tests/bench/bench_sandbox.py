@@ -124,12 +124,14 @@ def main() -> None:
 
         inside: dict[str, list[float]] = {"load_s": [], "first_forward_s": [], "forward_s": []}
         outside: dict[str, list[float]] = {"load_s": [], "first_forward_s": [], "forward_s": []}
-        overheads = []
+        overheads, startups, teardowns = [], [], []
         for i in range(args.model_reps):
             out = run_experiment(run_dir, run_dir / "0002-model.py", 100 + i, limits=limits, write_result=False,
                                  guard=False)  # trusted timing code: it imports time
             assert out.status == "ok", out.reason
             overheads.append(out.durations.overhead_s)
+            startups.append(out.durations.startup_s)
+            teardowns.append(out.durations.teardown_s)
             for k in inside:
                 inside[k].append(out.result.measurements[k])
             proc = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(PROJECT_ROOT)!r})\n"
@@ -141,7 +143,8 @@ def main() -> None:
         print(f"\nembedded model (cached weights), median of {args.model_reps}:  inside sandbox | outside")
         for k in inside:
             print(f"  {k:18s} {med(inside[k]):8.3f} s | {med(outside[k]):8.3f} s")
-        print(f"  sandbox overhead of a model-loading experiment: {med(overheads):.3f} s")
+        print(f"  sandbox overhead of a model-loading experiment: {med(overheads):.3f} s (start-up "
+              f"{med(startups):.3f} s, teardown = freeing the child's model memory {med(teardowns):.3f} s)")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
