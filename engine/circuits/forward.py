@@ -32,7 +32,9 @@ from engine.hookset import EMPTY
 def _dense(linear: nn.Module) -> mx.array:
     """A Linear's weight as float [out, in], dequantising a QuantizedLinear."""
     if hasattr(linear, "scales"):
-        return mx.dequantize(linear.weight, linear.scales, linear.get("biases"), linear.group_size, linear.bits)
+        mode = {"mode": linear.mode} if hasattr(linear, "mode") else {}
+        return mx.dequantize(linear.weight, linear.scales, linear.get("biases"), group_size=linear.group_size,
+                             bits=linear.bits, **mode).astype(mx.float32)
     return linear.weight
 
 

@@ -31,11 +31,20 @@ class GraphSpec(BaseModel):
         return cls(n_layers=graph.n_layers, n_heads=graph.n_heads, n_kv_heads=graph.n_kv_heads)
 
 
+class _Result(BaseModel):
+    """Common shape of the engine's method results: strict fields, JSON out, summary() and top(k)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-class EdgeScores(BaseModel):
+class EdgeScores(_Result):
     """Attribution scores of every edge: the estimated change of the metric when the edge alone is
     patched to its ablated value (negative = the edge supports the clean behaviour)."""
 
@@ -91,7 +100,7 @@ class EdgeScores(BaseModel):
         )
 
 
-class Stability(BaseModel):
+class Stability(_Result):
     """Bootstrap over prompt pairs: Jaccard similarity of each resample's selected edge set with the
     full-data selection (same size, same selection rule)."""
 
@@ -111,7 +120,7 @@ class Stability(BaseModel):
         )
 
 
-class Circuit(BaseModel):
+class Circuit(_Result):
     """A set of edges, with how it was selected and how well it reproduces the model."""
 
     method: str
@@ -168,7 +177,7 @@ class Circuit(BaseModel):
         return "; ".join(parts) + f". Nodes: {shown}."
 
 
-class FaithfulnessCurve(BaseModel):
+class FaithfulnessCurve(_Result):
     """Faithfulness f(C) = (m(C) - m(empty)) / (m(full) - m(empty)) over a ladder of circuit sizes."""
 
     method: str
@@ -189,7 +198,7 @@ class FaithfulnessCurve(BaseModel):
         return f"{self.method} ({'|score|' if self.absolute else 'signed'}): {pts}"
 
 
-class MethodFaithfulness(BaseModel):
+class MethodFaithfulness(_Result):
     """CPR (area under f, signed ranking; higher is better) and CMD (area under |1 - f|, |score|
     ranking; lower is better), as MIB computes them."""
 
@@ -199,8 +208,11 @@ class MethodFaithfulness(BaseModel):
     signed: FaithfulnessCurve
     absolute: FaithfulnessCurve
 
+    def summary(self) -> str:
+        return f"{self.method}: CPR {self.cpr:.3f}, CMD {self.cmd:.3f}"
 
-class CircuitComparison(BaseModel):
+
+class CircuitComparison(_Result):
     """Faithfulness curves of several scoring methods and the random baseline, measured in one run."""
 
     model: str
@@ -231,7 +243,7 @@ class CircuitComparison(BaseModel):
         )
 
 
-class ACDCResult(BaseModel):
+class ACDCResult(_Result):
     """ACDC (Conmy et al. 2023): edges removed one at a time from the full graph, logits first,
     whenever removing them moves the loss by less than ``threshold``."""
 
@@ -260,7 +272,7 @@ class ACDCResult(BaseModel):
         )
 
 
-class CircuitDiscovery(BaseModel):
+class CircuitDiscovery(_Result):
     """The answer to a circuit question: the circuit and the evidence it is kept on."""
 
     circuit: Circuit
