@@ -80,7 +80,7 @@ def train_sae(
     steps = max(1, int(cfg.epochs * n / batch))
     dead_after_steps = max(1, cfg.dead_after_tokens // batch)
 
-    def loss_fn(p: dict[str, mx.array], x: mx.array, dead: mx.array, k_aux: int):
+    def loss_fn(p: dict[str, mx.array], x: mx.array, dead: mx.array | None, k_aux: int):
         pre = sae.hidden_pre(x, p)
         if cfg.architecture == "topk":
             acts, kth = topk_activation(pre, cfg.k), mx.array(0.0)
@@ -89,10 +89,10 @@ def train_sae(
         recon = acts @ p["W_dec"] + p["b_dec"]
         err = recon - x
         loss = _fvu(err, x)
-        if k_aux > 0:
-            masked = mx.where(dead, pre, mx.array(-mx.inf))
-            aux_acts = topk_activation(masked, k_aux)
-            aux_recon = aux_acts @ p["W_dec"]
+        if dead is not None and k_aux > 0:
+            # only the dead latents' columns: cheap while few latents are dead
+            aux_acts = topk_activation(mx.take(pre, dead, axis=1), k_aux)
+            aux_recon = aux_acts @ mx.take(p["W_dec"], dead, axis=0)
             residual = mx.stop_gradient(x - recon)
             scale_aux = min(1.0, k_aux / k_aux_max)
             loss = loss + cfg.aux_coef * scale_aux * _fvu(aux_recon - residual, residual)
@@ -115,9 +115,10 @@ def train_sae(
             idx = mx.array(perm[cursor : cursor + batch])
             cursor += batch
             x = x_all[idx]
-            dead_np = (step - last_fired) >= dead_after_steps
-            k_aux = int(min(k_aux_max, dead_np.sum()))
-            (loss, (acts, kth)), grads = grad_fn(params, x, mx.array(dead_np), k_aux)
+            dead_idx = np.nonzero((step - last_fired) >= dead_after_steps)[0]
+            k_aux = int(min(k_aux_max, dead_idx.size))
+            dead = mx.array(dead_idx.astype(np.int32)) if k_aux > 0 else None
+            (loss, (acts, kth)), grads = grad_fn(params, x, dead, k_aux)
             grads["W_dec"] = _remove_parallel(grads["W_dec"], params["W_dec"])
             params = opt.apply_gradients(grads, params)
             params["W_dec"] = params["W_dec"] / mx.linalg.norm(params["W_dec"], axis=1, keepdims=True)

@@ -71,7 +71,9 @@ def explain_latents(latent_set: LatentSet, explainer: Explainer, scorer: Scorer,
     cfg = cfg or RefineConfig()
     started = time.perf_counter()
     chosen = latent_set.latents[:limit] if limit else latent_set.latents
-    subset = latent_set.model_copy(update={"latents": chosen})
+    # the random-explanation pool needs n_baseline latents besides each one: explain extra latents if needed
+    n_pool = max(len(chosen), min(len(latent_set.latents), cfg.n_baseline + 1))
+    subset = latent_set.model_copy(update={"latents": latent_set.latents[:n_pool]})
     firsts, usage, errors = first_explanations(subset, explainer)
     rng = random.Random(cfg.seed)
     outcomes: list[LatentOutcome] = []

@@ -8,8 +8,8 @@ A. SAE on the embedded model (default: blocks.15.hook_resid_post, 150k tokens, T
 B. Builtin explainer + builtin scorer on the top 50 latents (most frequent with density <= 5%), measured
    through the engine's measurement server (as a run does): fraction beating the random-explanation
    baseline by 3 sigma, mean detection / fuzzing / simulation vs the baseline's, latents per hour.
-C. LLM cost per latent: the LLM explainer and scorer driven by a stand-in client that answers with
-   schema-valid placeholders and counts calls and tokens (SmolLM2's tokenizer as the token proxy).
+C. LLM cost per latent: the LLM explainer and scorer through the real AnthropicClient against the
+   local fake Messages API (no network): calls, input/output/cache tokens and dollars per latent.
 Timings are noisy on a shared machine: CPU seconds are reported beside wall seconds.
 """
 
@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
-from pydantic import BaseModel
-
-from orchestrator.agent.base import StepResult, Usage
 
 
 def stage_sae(out: Path, tokens: int, reuse: bool) -> dict:
@@ -77,63 +73,42 @@ def stage_builtin(out: Path, n: int) -> dict:
                           "margin_detection": o.margins["detection"], "rounds": len(o.rounds)} for o in outcomes]}
 
 
-class CountingClient:
-    """Answers every structured call with a schema-valid placeholder and counts calls and tokens."""
-
-    name = "counting"
-
-    def __init__(self, tokenizer) -> None:
-        self.tok = tokenizer
-        self.usage = Usage()
-        self.by_role: dict[str, int] = {}
-
-    def _n(self, text: str) -> int:
-        return len(self.tok.encode(text))
-
-    def structured(self, *, role: str, system: str, cacheable_context: str, prompt: str, schema: type[BaseModel],
-                   max_repairs: int = 2) -> StepResult:
-        from orchestrator.features.llm_explainer import AttackDraft, ExplanationDraft
-        from orchestrator.features.schemas import AdversarialInput
-        from orchestrator.features.scorers import DetectionAnswer, FuzzAnswer, SimulationAnswer
-
-        items = re.findall(r"^\d+\. (.*)$", prompt, flags=re.MULTILINE)
-        if schema is ExplanationDraft:
-            value = ExplanationDraft(text="Fires on a placeholder pattern described in one sentence of about twenty words.")
-        elif schema is AttackDraft:
-            value = AttackDraft(inputs=[AdversarialInput(text=f"A short adversarial sentence number {i} written to test it.",
-                                                         intent="near_miss", expect_active=bool(i % 2)) for i in range(12)])
-        elif schema is SimulationAnswer:
-            value = SimulationAnswer(activations=[[0] * len(t.split("|")) for t in items])
-        else:
-            value = schema(probabilities=[0.5] * len(items))
-        usage = Usage(calls=1, input_tokens=self._n(system) + self._n(prompt), cache_read_input_tokens=self._n(cacheable_context),
-                      output_tokens=self._n(value.model_dump_json()))
-        self.usage = self.usage + usage
-        self.by_role[role] = self.by_role.get(role, 0) + 1
-        return StepResult(value=value, usage=usage)
-
-
 def stage_llm_cost(out: Path, n: int, n_baseline: int) -> dict:
-    import engine
-    from engine.features.schemas import Example, LatentSet
+    """Calls and tokens per latent of the LLM explainer + LLM scorer through the real AnthropicClient,
+    against the local fake Messages API (tokens = the fake's estimate, JSON characters / 4, with its
+    prompt-cache simulation). The fake answers from each latent's most frequent active tokens."""
+    import logging
+    import os
+
+    import structlog
+
+    from engine.features.schemas import LatentSet
     from orchestrator.features.batch import explain_latents
     from orchestrator.features.llm_explainer import LLMExplainer
     from orchestrator.features.refine import RefineConfig
     from orchestrator.features.scorers import LLMScorer
+    from orchestrator.providers.anthropic_client import AnthropicClient
+    from tests.fakes.anthropic_server import FakeAnthropic
+    from tests.orchestrator.features.anthropic_oracle import Oracle, answer_counts
 
-    model = engine.load_model("smollm2-135m")
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    os.environ.setdefault("ANTHROPIC_API_KEY", "sk-ant-bench-fake")
     latent_set = LatentSet.model_validate_json((out / "latents.json").read_text())
-    client = CountingClient(model.tokenizer)
+    words = {t.strip().lower() for lat in latent_set.latents[:n] for t, _ in lat.top_tokens[:3] if t.strip()}
+    oracle = Oracle(words or {"the"}, inputs_per_round=12)
 
-    class Echo:  # measurement is not what is counted here
+    class Measure:  # the engine's measurements are not what is counted here
         def measure(self, latent, texts):
-            return [Example(tokens=[t], acts=[0.0], kind="adversarial") for t in texts]
+            from engine.features.schemas import Example
+            return [Example(tokens=t.split(" "), acts=[0.0] * len(t.split(" ")), kind="adversarial") for t in texts]
 
-    _, summary = explain_latents(latent_set, LLMExplainer(client), LLMScorer(client), Echo(),
-                                 RefineConfig(n_baseline=n_baseline), limit=n, compare_first=False)
-    per = {k: v / max(1, summary.n_latents) for k, v in client.usage.model_dump().items()}
+    with FakeAnthropic(responder=oracle) as server:
+        client = AnthropicClient("claude-sonnet-4-6", base_url=server.base_url, timeout_s=10.0, max_retries=2)
+        _, summary = explain_latents(latent_set, LLMExplainer(client), LLMScorer(client), Measure(),
+                                     RefineConfig(n_baseline=n_baseline), limit=n, compare_first=False)
+    per = {k: round(v / max(1, summary.n_latents), 1) for k, v in summary.usage.model_dump().items()}
     return {"latents": summary.n_latents, "mean_rounds": summary.mean_rounds, "n_baseline": n_baseline,
-            "per_latent": per, "calls_by_role_per_latent": {k: v / summary.n_latents for k, v in client.by_role.items()}}
+            "per_latent": per, "calls_by_tool_per_latent": {k: v / summary.n_latents for k, v in answer_counts(oracle).items()}}
 
 
 def main() -> None:
