@@ -28,8 +28,10 @@ class Claim(BaseModel):
     (patch values and resample references come from the ``source`` run) and compare the contract
     metric with the unpatched target run.
 
-    effect per pair = (metric(intervened target) - metric(target)) / (metric(clean) - metric(corrupted))
-    when ``normalise`` (0 = no change, 1 = moved the whole clean-corrupted gap), else the raw difference.
+    effect per pair = (metric(intervened target) - metric(target)) / mean over pairs of (metric(clean) - metric(corrupted))
+    when ``normalise`` (0 = no change, 1 = moved the whole mean clean-corrupted gap), else the raw difference.
+    The mean gap, not each pair's own, is the denominator: a pair with a near-zero gap would otherwise turn a
+    small change into an unbounded effect.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -142,7 +144,8 @@ class VerificationResult(BaseModel):
     """The verifier's measurement of one claim on the held-out split (statistics are the analyst's job).
 
     ``effects[i]`` is the claim's effect on the i-th held-out pair that was not excluded (see
-    ``excluded_pairs``: pairs whose clean-corrupted metric gap is ~0 cannot be normalised);
+    ``excluded_pairs``: pairs whose prompts differ in token length), divided by ``normaliser`` (the mean
+    clean-corrupted gap over the held-out pairs, or 1 when the claim is not normalised);
     ``null_effects[mode][k][i]`` is the same measurement for null draw k of that mode:
     ``random_components`` moves every intervention to random layers/heads/positions of the same count,
     ``shuffled_source`` patches from a different pair of the same family (derangement of the source rows).
@@ -162,6 +165,7 @@ class VerificationResult(BaseModel):
     null_effects: dict[str, list[list[float]]] = Field(default_factory=dict)
     excluded_pairs: list[int] = Field(default_factory=list, description="held-out pairs left out (index)")
     notes: list[str] = Field(default_factory=list, description="why pairs or null modes were left out")
+    normaliser: float = 1.0
     seed: int = 0
     durations: Durations = Field(default_factory=Durations)
     isolation: list[str] = Field(default_factory=list)

@@ -111,29 +111,37 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
         m_corr = per_pair(metric, model.forward(corr), correct, wrong)
         m_tgt = m_corr if claim.target == "corrupted" else m_clean
         m_int = run(claim.interventions)
-        keep = [j for j in range(len(idx)) if not claim.normalise or abs(m_clean[j] - m_corr[j]) > GAP_EPS]
-        gapless = [idx[j] for j in range(len(idx)) if j not in keep]
-        excluded += gapless
+        keep = list(range(len(idx)))
 
-        def effect(values: list[float]) -> list[float]:
-            return [(values[j] - m_tgt[j]) / ((m_clean[j] - m_corr[j]) if claim.normalise else 1.0) for j in keep]
+        def delta(values: list[float]) -> list[float]:
+            return [values[j] - m_tgt[j] for j in keep]
 
         for name, vals in (("clean", m_clean), ("corrupted", m_corr), ("target", m_tgt), ("intervened", m_int)):
             rows[name] += [vals[j] for j in keep]
-        rows["effects"] += effect(m_int)
+        rows["deltas"] += delta(m_int)
         used += [idx[j] for j in keep]
         for k in range(n_null):
             if "random_components" in null:
-                null["random_components"][k] += effect(run(_randomised(claim, model.cfg, n_pos, rng)))
+                null["random_components"][k] += delta(run(_randomised(claim, model.cfg, n_pos, rng)))
             if "shuffled_source" in null:
-                null["shuffled_source"][k] += effect(run(claim.interventions, _derangement(len(idx), rng)))
-        if gapless:
-            notes.append(f"pairs {gapless} left out: clean and corrupted metric are equal, so the effect "
-                         "cannot be normalised")
+                null["shuffled_source"][k] += delta(run(claim.interventions, _derangement(len(idx), rng)))
+    # Normalise by the mean clean-corrupted gap over all held-out pairs, not each pair's own gap:
+    # a pair whose gap is near zero would otherwise turn a small change into an unbounded effect.
+    scale = 1.0
+    if claim.normalise:
+        gaps = [c - k for c, k in zip(rows["clean"], rows["corrupted"])]
+        mean_gap = sum(gaps) / len(gaps) if gaps else 0.0
+        if abs(mean_gap) <= GAP_EPS:
+            return {"status": "error", "reason": "the clean and corrupted prompts give the same mean metric on the "
+                    "held-out pairs, so a normalised effect is undefined", "notes": notes,
+                    "durations": {"model_load_s": load_s}}
+        scale = mean_gap
+    rows["effects"] = [d / scale for d in rows["deltas"]]
+    null = {m: [[d / scale for d in draw] for draw in draws] for m, draws in null.items()}
     return {"status": "ok", "metric": metric, "n_pairs": len(used), "effects": rows["effects"],
             "target_metric": rows["target"], "intervened_metric": rows["intervened"],
             "clean_metric": rows["clean"], "corrupted_metric": rows["corrupted"], "null_effects": null,
-            "excluded_pairs": sorted(excluded), "notes": notes, "seed": seed,
+            "excluded_pairs": sorted(excluded), "notes": notes, "seed": seed, "normaliser": scale,
             "durations": {"model_load_s": load_s}}
 
 

@@ -30,7 +30,7 @@ def patch(hook, positions=None, heads=None):
 
 
 def measure(ctx, interventions, target="corrupted", source="clean"):
-    """Mean per-pair normalised effect of the interventions on the exploration pairs (as the verifier defines it)."""
+    """Mean change of the metric over the mean clean-corrupted gap on the exploration pairs (as the verifier defines it)."""
     model = ctx.model
     hooks = sorted(set(iv.hook for iv in interventions))
     clean_logits, clean_cache = model.run_with_cache(ctx.clean_tokens, names=hooks, logit_positions=[-1])
@@ -42,7 +42,7 @@ def measure(ctx, interventions, target="corrupted", source="clean"):
     corrupted_m = np.array(ctx.metric(corrupted_logits))
     patched_m = np.array(ctx.metric(patched))
     base = corrupted_m if target == "corrupted" else clean_m
-    return float(np.mean((patched_m - base) / (clean_m - corrupted_m)))
+    return float(np.mean(patched_m - base) / np.mean(clean_m - corrupted_m))
 
 
 def claim(statement, interventions, effect, target="corrupted", source="clean"):
@@ -75,27 +75,28 @@ BODIES: dict[str, str] = {}
 
 BODIES["logit-lens"] = '''
 def run(ctx):
-    res = methods.logit_lens(ctx.model, ctx.clean_tokens, ctx.correct_ids, ctx.wrong_ids)
-    grid = np.array(res.values)  # [layer, position]
+    clean = methods.logit_lens(ctx.model, ctx.clean_tokens, ctx.correct_ids, ctx.wrong_ids)
+    corrupted = methods.logit_lens(ctx.model, ctx.corrupted_tokens, ctx.correct_ids, ctx.wrong_ids)
+    # The same answer pair read off both prompts: token priors cancel, what remains depends on the prompt.
+    grid = np.array(clean.values) - np.array(corrupted.values)  # [layer, position]
     final = grid[:, -1]
     target = float(final[-1])
     crossing = [i for i, v in enumerate(final) if v >= 0.5 * target] if target > 0 else []
     lens_layer = crossing[0] if crossing else -1
-    clean_m = np.array(ctx.metric(ctx.model.forward(ctx.clean_tokens, logit_positions=[-1])))
-    corrupted_m = np.array(ctx.metric(ctx.model.forward(ctx.corrupted_tokens, logit_positions=[-1])))
+    lens_label = clean.labels[0][lens_layer] if lens_layer >= 0 else "never"
     return {
-        "summary": res.summary() + f" Baseline metric: clean {clean_m.mean():.3f}, corrupted {corrupted_m.mean():.3f}; "
-                   f"the final-position lens reaches half its final value at layer {lens_layer}.",
+        "summary": clean.summary() + f" Clean minus corrupted lens difference at the final position reaches half of "
+                   f"its final value ({target:.3f}) at {lens_label}.",
         "measurements": {
-            "k_gap": float(np.mean(clean_m - corrupted_m)),
+            "k_gap": target,
             "k_lens_layer": float(lens_layer),
-            "clean_metric": [float(v) for v in clean_m],
-            "corrupted_metric": [float(v) for v in corrupted_m],
+            "lens_clean": clean.model_dump(mode="json"),
+            "lens_corrupted": corrupted.model_dump(mode="json"),
             "figures": [
-                heatmap("Logit lens: logit difference by layer and position (clean prompts)", grid.tolist(),
-                        res.labels[1], res.labels[0]),
-                {"type": "line", "title": "Logit lens at the final position", "x_label": "layer",
-                 "y_label": "logit difference", "x_ticks": res.labels[0], "values": [float(v) for v in final]},
+                heatmap("Logit lens: clean minus corrupted logit difference by layer and position", grid.tolist(),
+                        clean.labels[1], clean.labels[0]),
+                {"type": "line", "title": "Logit lens at the final position (clean minus corrupted)", "x_label": "layer",
+                 "y_label": "logit difference", "x_ticks": clean.labels[0], "values": [float(v) for v in final]},
             ],
         },
         "claims": [],
@@ -257,18 +258,18 @@ def run(ctx):
     if len(heads) < 2:
         return {"summary": "Path patching skipped: fewer than two candidate heads from the head sweep.",
                 "measurements": {}, "claims": []}
-    sender = heads[0]
-    receivers = [h for h in heads[1:] if h[0] > sender[0]]
+    sender = min(heads)  # the earliest candidate head sends; later candidates receive
+    receivers = [h for h in heads if h[0] > sender[0]]
     if not receivers:
-        sender = max(heads)
-        receivers = [h for h in heads if h[0] > min(heads)[0] and h != min(heads)] or heads[1:]
-        sender = min(heads)
+        return {"summary": f"Path patching skipped: all candidate heads sit in layer {sender[0]}.",
+                "measurements": {}, "claims": []}
     results = {}
     for inp in ("q", "k", "v"):
-        res = methods.path_patching(ctx.model, ctx.clean_tokens, ctx.corrupted_tokens, ctx.correct_ids, ctx.wrong_ids,
+        res = methods.path_patching(ctx.model, ctx.clean_tokens, ctx.corrupted_tokens,
                                     sender=methods.Head(layer=sender[0], head=sender[1]),
                                     receivers=[methods.Head(layer=l, head=h) for l, h in receivers],
-                                    receiver_input=inp)
+                                    correct_ids=ctx.correct_ids, wrong_ids=ctx.wrong_ids,
+                                    receiver_input=inp, metric=ctx.metric_name)
         results[inp] = res
     best = max(results, key=lambda k: abs(results[k].value))
     return {
@@ -289,8 +290,8 @@ def run(ctx):
     components = [methods.Head(layer=l, head=h) for l, h in heads] + [methods.MLP(layer=l) for l in mlps]
     if not components:
         return {"summary": "Circuit check skipped: no candidate components.", "measurements": {}, "claims": []}
-    res = methods.circuit_check(ctx.model, ctx.clean_tokens, ctx.corrupted_tokens, ctx.correct_ids, ctx.wrong_ids,
-                                components=components)
+    res = methods.circuit_check(ctx.model, ctx.clean_tokens, ctx.corrupted_tokens, components=components,
+                                correct_ids=ctx.correct_ids, wrong_ids=ctx.wrong_ids, metric=ctx.metric_name)
     by_layer = {}
     for l, h in heads:
         by_layer.setdefault(l, []).append(h)

@@ -77,7 +77,12 @@ def test_verifier_reproduces_a_full_patch_exactly(model_run_dir: Path, tmp_path:
     result = verify_claim(model_run_dir, claim, n_null=2, limits=LIMITS, scratch_root=tmp_path)
     assert result.status == "ok", result.reason
     assert result.n_pairs == len(HELD_OUT) and result.excluded_pairs == []
-    assert all(abs(e - 1.0) < 1e-4 for e in result.effects), result.effects
+    # Effects are normalised by the mean clean-corrupted gap: patching everything moves each pair by its own
+    # gap, so each effect is gap_i / mean gap and their mean is exactly 1.
+    gaps = [c - k for c, k in zip(result.clean_metric, result.corrupted_metric)]
+    assert abs(result.normaliser - sum(gaps) / len(gaps)) < 1e-6
+    assert all(abs(e - g / result.normaliser) < 1e-4 for e, g in zip(result.effects, gaps)), result.effects
+    assert abs(sum(result.effects) / len(result.effects) - 1.0) < 1e-4
     assert set(result.null_effects) == {"random_components", "shuffled_source"}
     assert all(len(draw) == len(HELD_OUT) for draws in result.null_effects.values() for draw in draws)
     assert "net-namespace" in result.isolation or result.isolation[0] != "bwrap"
