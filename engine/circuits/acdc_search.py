@@ -20,6 +20,7 @@ from engine.circuits.forward import clean_prefix, patched_logits, prepare_runs, 
 from engine.circuits.graph import CircuitError, CircuitGraph
 from engine.circuits.results import ACDCResult
 from engine.circuits.selection import circuit_from_mask
+from engine.circuits.stability import bootstrap_by_rerun
 from engine.circuits.task import CircuitTask
 
 
@@ -56,12 +57,16 @@ def acdc(
     loss: str = "kl",
     max_edges: int | None = None,
     receivers: list[str] | None = None,
+    bootstrap: int | None = None,
+    seed: int = 0,
 ) -> ACDCResult:
     """ACDC circuit: edges whose removal moves the loss by less than ``threshold`` are removed.
 
     ``max_edges`` stops after that many trials (the rest stay in the circuit); ``receivers`` (names
     such as 'logits', 'm29', 'a29.h3<q>') restricts the trials to those inputs. Both make a
     budget-limited run on a large model; the result says whether the budget ran out.
+    ``bootstrap`` (>= 100) reruns ACDC on that many seeded resamples of the pairs for the circuit's
+    stability: affordable on small models only (each rerun costs as much as the run).
     """
     if loss not in ("kl", "metric"):
         raise CircuitError(f"unknown ACDC loss {loss!r}; use 'kl' or 'metric'")
@@ -124,7 +129,15 @@ def acdc(
     scores = graph.to_edges(delta)
     circuit = circuit_from_mask(graph, kept, model=model.cfg.name, method="acdc", scores=scores,
                                 ablation=task.ablation)
-    runtime = time.perf_counter() - t0
+    runtime = time.perf_counter() - t0  # the search itself; the optional bootstrap reruns come on top
+    if bootstrap:
+
+        def rerun(rows: np.ndarray) -> np.ndarray:
+            return acdc(model, task.subset(rows), threshold=threshold, loss=loss, max_edges=max_edges,
+                        receivers=receivers).circuit.mask()
+
+        circuit = circuit.model_copy(update={"stability": bootstrap_by_rerun(rerun, task.n, kept,
+                                                                              n_resamples=bootstrap, seed=seed)})
     return ACDCResult(
         circuit=circuit, threshold=threshold, loss=loss, final_loss=current, edges_considered=considered,
         edges_removed=int(graph.n_edges - graph.to_edges(dense).sum()), forwards=forwards, runtime_s=runtime,

@@ -15,7 +15,7 @@ from engine.circuits.forward import prepare_runs, split_model
 from engine.circuits.graph import CircuitError
 from engine.circuits.growth import grow_to_faithfulness
 from engine.circuits.results import CircuitDiscovery
-from engine.circuits.stability import MIN_RESAMPLES, bootstrap_jaccard
+from engine.circuits.stability import MIN_RESAMPLES
 from engine.circuits.task import CircuitTask
 
 
@@ -47,13 +47,11 @@ def discover_circuit(
     runs = prepare_runs(sm, task)
     s_ig = eap_ig(model, task, steps=steps, runs=runs, max_rows=max_rows)
     s_eap = eap(model, task, runs=runs, max_rows=max_rows)
-    circuit = grow_to_faithfulness(model, task, s_ig, target, rule=rule, runs=runs)
+    circuit = grow_to_faithfulness(model, task, s_ig, target, rule=rule, runs=runs, stability=n_resamples, seed=seed)
     held_runs = prepare_runs(sm, held_out)
     held_f = float(faithfulness(model, held_out, circuit.mask()[None], runs=held_runs)[0])
-    stability = bootstrap_jaccard(s_ig, circuit.requested_size or circuit.n_edges, rule=rule,
-                                  n_resamples=n_resamples, seed=seed)
     comparison = compare_methods(model, held_out, {"eap": s_eap, "eap-ig": s_ig}, percentages=percentages,
                                  seed=seed, runs=held_runs)
-    circuit = circuit.model_copy(update={"held_out_faithfulness": held_f, "stability": stability})
+    circuit = circuit.model_copy(update={"held_out_faithfulness": held_f})
     return CircuitDiscovery(circuit=circuit, comparison=comparison, scores_summary=s_ig.summary(),
                             top_edges=s_ig.top(20), runtime_s=time.perf_counter() - t0)

@@ -13,7 +13,7 @@ from engine.circuits.evaluation import baselines, circuit_metrics
 from engine.circuits.forward import Runs, prepare_runs, split_model
 from engine.circuits.graph import CircuitError
 from engine.circuits.results import Circuit, EdgeScores
-from engine.circuits.selection import circuit_from_mask, greedy_masks, topk_masks
+from engine.circuits.selection import circuit_from_mask, greedy_masks, topk_masks, with_stability
 from engine.circuits.task import CircuitTask
 
 
@@ -29,11 +29,14 @@ def grow_to_faithfulness(
     rounds: int = 4,
     runs: Runs | None = None,
     max_rows: int = 64,
+    stability: int | None = 100,
+    seed: int = 0,
 ) -> Circuit:
     """The smallest circuit found whose faithfulness on ``task`` is at least ``target``.
 
     Faithfulness need not grow monotonically with size, so this is the first size of the searched
-    sequence that reaches the target (the full graph always does: f = 1 by definition).
+    sequence that reaches the target (the full graph always does: f = 1 by definition). The circuit
+    carries its bootstrap stability over ``stability`` resamples (None: skip).
     """
     if not 0 < target <= 1:
         raise CircuitError(f"target faithfulness must be in (0, 1], got {target}")
@@ -73,4 +76,5 @@ def grow_to_faithfulness(
     f, mask = evaluated[hi]
     circuit = circuit_from_mask(graph, mask, model=scores.model, method=f"{scores.method} {rule} grown to f>={target:g}",
                                 scores=arr, requested_size=hi, ablation=task.ablation)
-    return circuit.model_copy(update={"faithfulness": f})
+    circuit = circuit.model_copy(update={"faithfulness": f})
+    return with_stability(circuit, scores, absolute=absolute, rule=rule, n_resamples=stability, seed=seed)

@@ -134,8 +134,12 @@ def select_circuit(
     fraction: float | None = None,
     absolute: bool = True,
     rule: str = "topk",
+    stability: int | None = 100,
+    seed: int = 0,
 ) -> Circuit:
-    """The circuit of ``size`` edges (or ``fraction`` of all edges) by top-k + pruning or greedy growth."""
+    """The circuit of ``size`` edges (or ``fraction`` of all edges) by top-k + pruning or greedy growth,
+    with its bootstrap stability over ``stability`` resamples of the pairs (None: skip; it needs the
+    per-pair scores, which exist only for scores computed in this process)."""
     graph = scores.graph.graph()
     if (size is None) == (fraction is None):
         raise CircuitError("give exactly one of size (edges) or fraction (of all edges)")
@@ -147,5 +151,18 @@ def select_circuit(
         mask = greedy_masks(graph, arr, [k], absolute=absolute)[0]
     else:
         raise CircuitError(f"unknown selection rule {rule!r}; use 'topk' or 'greedy'")
-    return circuit_from_mask(graph, mask, model=scores.model, method=f"{scores.method} {rule}", scores=arr,
-                             requested_size=k, ablation=scores.ablation)
+    circuit = circuit_from_mask(graph, mask, model=scores.model, method=f"{scores.method} {rule}", scores=arr,
+                                requested_size=k, ablation=scores.ablation)
+    return with_stability(circuit, scores, absolute=absolute, rule=rule, n_resamples=stability, seed=seed)
+
+
+def with_stability(circuit: Circuit, scores: EdgeScores, *, absolute: bool = True, rule: str = "topk",
+                   n_resamples: int | None = 100, seed: int = 0) -> Circuit:
+    """The circuit with its bootstrap stability attached (unchanged when it cannot be computed)."""
+    if n_resamples is None or scores._per_pair is None or circuit.requested_size is None:
+        return circuit
+    from engine.circuits.stability import bootstrap_jaccard  # stability imports this module
+
+    stab = bootstrap_jaccard(scores, circuit.requested_size, absolute=absolute, rule=rule,
+                             n_resamples=n_resamples, seed=seed)
+    return circuit.model_copy(update={"stability": stab})

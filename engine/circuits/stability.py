@@ -7,6 +7,8 @@ reweighting of the per-pair scores already computed. No forward is rerun.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from engine.circuits.graph import CircuitError
@@ -14,6 +16,12 @@ from engine.circuits.results import EdgeScores, Stability
 from engine.circuits.selection import greedy_masks, topk_mask
 
 MIN_RESAMPLES = 100
+
+
+def _check(n_resamples: int) -> None:
+    if n_resamples < MIN_RESAMPLES:
+        raise CircuitError(f"stability is reported over at least {MIN_RESAMPLES} bootstrap resamples; "
+                           f"got n_resamples={n_resamples}")
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -32,9 +40,7 @@ def bootstrap_jaccard(
 ) -> Stability:
     """Jaccard similarity between the circuit of ``size`` edges selected on all pairs and on each of
     ``n_resamples`` seeded bootstrap resamples of the pairs (same selection rule and size)."""
-    if n_resamples < MIN_RESAMPLES:
-        raise CircuitError(f"stability is reported over at least {MIN_RESAMPLES} bootstrap resamples; "
-                           f"got n_resamples={n_resamples}")
+    _check(n_resamples)
     if rule not in ("topk", "greedy"):
         raise CircuitError(f"unknown selection rule {rule!r}; use 'topk' or 'greedy'")
     graph = scores.graph.graph()
@@ -51,9 +57,29 @@ def bootstrap_jaccard(
     counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_resamples)])  # [B, N]
     resampled = counts @ per_pair / n  # [B, E]
     values = np.array([jaccard(reference, select(s)) for s in resampled])
+    return _stability(values, seed, size)
+
+
+def _stability(values: np.ndarray, seed: int, size: int) -> Stability:
     return Stability(
-        n_resamples=n_resamples, seed=seed, size=size,
+        n_resamples=len(values), seed=seed, size=size,
         jaccard_mean=float(values.mean()), jaccard_std=float(values.std()),
         jaccard_p05=float(np.percentile(values, 5)), jaccard_median=float(np.median(values)),
         jaccard_p95=float(np.percentile(values, 95)),
     )
+
+
+def bootstrap_by_rerun(
+    select: Callable[[np.ndarray], np.ndarray],
+    n_pairs: int,
+    reference: np.ndarray,
+    *,
+    n_resamples: int = MIN_RESAMPLES,
+    seed: int = 0,
+) -> Stability:
+    """Stability of a method that must be rerun per resample (ACDC): ``select(rows)`` returns the
+    bool [E] circuit found on the pairs ``rows``; compared with ``reference`` (found on all pairs)."""
+    _check(n_resamples)
+    rng = np.random.default_rng(seed)
+    values = np.array([jaccard(reference, select(rng.integers(0, n_pairs, n_pairs))) for _ in range(n_resamples)])
+    return _stability(values, seed, int(np.asarray(reference).sum()))

@@ -75,9 +75,14 @@ def section_planted(steps: int) -> dict:
             f = float(faithfulness(model, task, res.circuit.mask()[None])[0])
             rows[f"acdc-{loss}@{thr:g}"] = dict(recall=rec, false=false, faithfulness=f, wall_s=wall, cpu_s=cpu,
                                                 edges_considered=res.edges_considered)
+        stab_ig = select_circuit(eap_ig(model, task, steps=steps), size=len(built.planted_edges)).stability
+        stab_acdc, wall, _ = timed(lambda: acdc(model, task, threshold=0.3, loss="metric", bootstrap=100).circuit.stability)
     print(f"{'method':<18}{'recall':>8}{'false':>8}{'faithful':>10}{'wall s':>9}{'cpu s':>8}")
     for name, r in rows.items():
         print(f"{name:<18}{r['recall']:>8.2f}{r['false']:>8.2f}{r['faithfulness']:>10.3f}{r['wall_s']:>9.2f}{r['cpu_s']:>8.2f}")
+    print(f"stability: EAP-IG {stab_ig.summary()}")
+    print(f"stability: ACDC (metric@0.3, rerun per resample, {wall:.0f} s) {stab_acdc.summary()}")
+    rows["stability"] = dict(eap_ig=stab_ig.model_dump(), acdc=stab_acdc.model_dump())
     return rows
 
 
@@ -113,7 +118,7 @@ def section_family(model, name: str, pairs, steps: int, sizes_for_jaccard: tuple
         print(f"  {label:<8}" + "  ".join(f"{v.jaccard_mean:.3f} [{v.jaccard_p05:.2f}-{v.jaccard_p95:.2f}]" for v in vals))
     grown, w_g, c_g = timed(lambda: grow_to_faithfulness(model, task, s_ig, target=0.8, ladder=8, rounds=2, runs=runs))
     held_f = float(faithfulness(model, held, grown.mask()[None], runs=held_runs)[0])
-    stab = bootstrap_jaccard(s_ig, grown.requested_size, n_resamples=100, seed=0)
+    stab = grown.stability  # 100 seeded resamples, attached by grow_to_faithfulness
     n_nodes = len([n for n in grown.nodes() if n not in ("input", "logits")])
     print(f"EAP-IG circuit grown to f>=0.8: {grown.n_edges} edges ({grown.requested_size} requested), {n_nodes} "
           f"heads/MLPs, faithfulness {grown.faithfulness:.3f}, held-out {held_f:.3f}; {stab.summary()} "

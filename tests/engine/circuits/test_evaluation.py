@@ -68,3 +68,23 @@ def test_bootstrap_jaccard(tiny, tiny_task):
     # identical pairs: every resample selects the same circuit
     rep = tiny_task.subset([0, 0, 0, 0])
     assert bootstrap_jaccard(eap(tiny, rep), size=20).jaccard_mean == pytest.approx(1.0)
+
+
+def test_selected_and_grown_circuits_carry_their_stability(tiny, tiny_task):
+    from engine.circuits import select_circuit
+
+    s = eap_ig(tiny, tiny_task, steps=2)
+    c = select_circuit(s, size=30)
+    assert c.stability is not None and c.stability.n_resamples == 100 and c.stability.size == 30
+    assert select_circuit(s, size=30, stability=None).stability is None
+    assert grow_to_faithfulness(tiny, tiny_task, s, target=0.5).stability is not None
+
+
+def test_bootstrap_by_rerun_compares_each_resample_with_the_reference():
+    from engine.circuits.stability import bootstrap_by_rerun
+
+    reference = np.array([True, True, False, False])
+    # a "method" that finds edge 2 too whenever pair 0 is missing from the resample
+    stab = bootstrap_by_rerun(lambda rows: np.array([True, True, 0 not in rows, False]), 5, reference, seed=3)
+    assert stab.n_resamples == 100 and stab.size == 2
+    assert set(np.round([stab.jaccard_p05, stab.jaccard_p95], 3)) <= {0.667, 1.0}

@@ -69,3 +69,4 @@ def test_acdc_recovers_the_planted_circuit(planted, loss, threshold):
     res = acdc(model, task, threshold=threshold, loss=loss)
     recall, false = _recovery(res.circuit.edges, built.planted_edges)
     assert recall >= 0.9 and false <= 0.1
+
