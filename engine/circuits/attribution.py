@@ -63,8 +63,9 @@ def attribute(
 ) -> EdgeScores:
     """Edge scores by EAP (``method='eap'``) or EAP-IG with ``steps`` interpolation steps.
 
-    ``max_rows`` bounds the (step, pair) rows per backward: memory grows with it (about 40 MB per
-    row of 14 tokens on the 135M model), speed saturates around 8-16 on two cores.
+    ``max_rows`` bounds the (step, pair) rows per backward: memory grows linearly with it. Besides,
+    the per-pair gradient sums take N x inputs x positions x d_model floats (250 MB for 16 pairs of
+    14 tokens on the 135M model).
     """
     if method not in ("eap", "eap-ig"):
         raise CircuitError(f"unknown attribution method {method!r}; use 'eap' or 'eap-ig'")

@@ -72,9 +72,11 @@ class EdgeScores(_Result):
         return self._per_pair
 
     def top(self, k: int = 20, absolute: bool = True) -> list[tuple[str, float]]:
+        """The k edges with the largest |score|, or (``absolute=False``) the most negative scores: the
+        edges whose patching is estimated to lower the metric most (the signed ranking of selection)."""
         arr = self.array()
         key = np.abs(arr) if absolute else -arr
-        order = np.argsort(-key if absolute else key, kind="stable")[:k]
+        order = np.argsort(-key, kind="stable")[:k]
         names = self.graph.graph().edge_names
         return [(names[i], float(arr[i])) for i in order]
 

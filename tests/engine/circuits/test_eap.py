@@ -62,3 +62,9 @@ def test_scores_serialise_and_summarise(tiny, tiny_task):
     assert "eap-ig" in s.summary() and "3 IG steps" in s.summary()
     nodes = s.node_scores()
     assert len(nodes) == graph_of(tiny).n_senders
+
+
+def test_signed_top_lists_the_supporting_edges_first(tiny, tiny_task):
+    s = eap(tiny, tiny_task)
+    signed = [v for _, v in s.top(5, absolute=False)]
+    assert signed == sorted(signed) and signed[0] == min(s.scores)
