@@ -24,7 +24,7 @@ def client(monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-features")
     oracle = Oracle(WORDS)
     with FakeAnthropic(expected_key="sk-ant-test-features", responder=oracle) as server:
-        yield AnthropicClient("claude-sonnet-4-6", base_url=server.base_url, timeout_s=2.0, max_retries=1,
+        yield AnthropicClient("claude-sonnet-4-6", base_url=server.base_url, timeout_s=60.0, max_retries=2,
                               backoff_initial_s=0.01, backoff_max_s=0.02), server, oracle
 
 
