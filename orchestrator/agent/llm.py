@@ -14,16 +14,14 @@ import math
 import re
 from typing import Any, TypeVar
 
-import structlog
 from pydantic import BaseModel, field_validator
 
 from orchestrator.agent.base import AgentContext, StepResult
 from orchestrator.agent.prompts import ROLE_SYSTEM
 from orchestrator.agent.schemas import Analysis, AttemptSummary, ExperimentCode, Plan, Reflection, ResearchState
-from orchestrator.providers.base import LLMClient, ProviderStop
+from orchestrator.providers.base import LLMClient
 
 M = TypeVar("M", bound=BaseModel)
-log = structlog.get_logger("orchestrator.agent.llm")
 
 FAILED_DECISIONS = ("crash", "violation", "rejected", "failed")
 _FENCE = re.compile(r"^\s*```(?:python|py)?\s*\n(.*?)\n\s*```\s*$", re.DOTALL)
@@ -120,7 +118,6 @@ class LLMAgent:
         self.guide_roles = guide_roles
         self.history_limit = history_limit
         self._guide = engine_guide
-        self.stop_reason: str | None = None  # set once the provider said stop; the loop should end the run
 
     # -- roles ------------------------------------------------------------------------------------
     def plan(self, state: ResearchState, context: AgentContext) -> StepResult[Plan]:
@@ -179,13 +176,7 @@ class LLMAgent:
         return "\n\n".join(p for p in parts if p.strip())
 
     def _call(self, role: str, context: AgentContext, prompt: str, schema: type[M]) -> StepResult[M]:
-        if self.stop_reason is not None:
-            return StepResult(error=f"{role}: not called, the provider stopped earlier ({self.stop_reason})")
-        try:
-            return self.client.structured(role=role, system=ROLE_SYSTEM[role],
-                                          cacheable_context=self.stable_context(context, role),
-                                          prompt=prompt, schema=schema, max_repairs=self.max_repairs)
-        except ProviderStop as exc:
-            self.stop_reason = f"{exc.reason}: {exc}"
-            log.error("llm.provider_stopped", role=role, reason=exc.reason, detail=str(exc))
-            return StepResult(usage=exc.usage, error=f"{role}: provider stopped ({exc.reason}): {exc}")
+        """One schema-validated role call; ProviderStop (with the usage it spent) propagates to the loop."""
+        return self.client.structured(role=role, system=ROLE_SYSTEM[role],
+                                      cacheable_context=self.stable_context(context, role),
+                                      prompt=prompt, schema=schema, max_repairs=self.max_repairs)

@@ -40,4 +40,6 @@ def make_agent(task: "Task", **options: Any) -> "LLMAgent":
 
     client = make_client(task.agent.provider, task.agent.model, max_tokens=task.budgets.max_tokens,
                          max_dollars=task.budgets.max_dollars, **options)
-    return LLMAgent(client, max_repairs=task.agent.max_repairs)
+    # Local models have small contexts and slow prefill: only the executor reads the engine guide.
+    guide_roles = ("executor",) if task.agent.provider == "mlx" else ("planner", "executor")
+    return LLMAgent(client, max_repairs=task.agent.max_repairs, guide_roles=guide_roles)

@@ -36,7 +36,7 @@ M = TypeVar("M", bound=BaseModel)
 log = structlog.get_logger("orchestrator.providers.mlx")
 
 ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "ENGINE_CACHE_DIR", "XDG_CACHE_HOME", "HF_HOME",
-            "HF_HUB_CACHE", "ENGINE_OPENBLAS")
+            "HF_HUB_CACHE", "ENGINE_OPENBLAS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 MAX_LINE = 4_000_000
 
 
@@ -48,12 +48,17 @@ class MLXUnavailable(ProviderStop):
     reason = "provider-unavailable"
 
 
-def worker_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Only what the child needs: paths, locale, cache locations, BLAS, offline flags. No secrets."""
+def worker_env(base: dict[str, str] | None = None, blas_threads: int | None = None) -> dict[str, str]:
+    """Only what the child needs: paths, locale, cache locations, BLAS, offline flags. No secrets.
+
+    ``blas_threads=1`` is much faster when the CPU is shared (OpenBLAS threads spin under contention).
+    """
     from engine.blas import blas_env
 
     src = dict(os.environ if base is None else base)
     env = {k: src[k] for k in ENV_KEEP if k in src}
+    if blas_threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = str(blas_threads)
     env.update(blas_env(src, warn=False))
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                 "PYTHONDONTWRITEBYTECODE": "1"})
@@ -62,13 +67,14 @@ def worker_env(base: dict[str, str] | None = None) -> dict[str, str]:
 
 class _Worker:
     def __init__(self, model_ref: str, max_prompt_tokens: int, startup_timeout_s: float,
-                 command: list[str] | None = None) -> None:
+                 command: list[str] | None = None, blas_threads: int | None = None) -> None:
         self.scratch = tempfile.TemporaryDirectory(prefix="mlx-worker-")
         cmd = command or [sys.executable, "-I", "-m", "orchestrator.providers.mlx_worker", "--model", model_ref,
                           "--max-prompt-tokens", str(max_prompt_tokens)]
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=worker_env(),
-            cwd=self.scratch.name, start_new_session=True, text=True, encoding="utf-8", errors="replace",
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=worker_env(blas_threads=blas_threads), cwd=self.scratch.name, start_new_session=True,
+            text=True, encoding="utf-8", errors="replace",
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.stderr_tail: deque[str] = deque(maxlen=40)
@@ -159,9 +165,11 @@ class MLXClient:
         startup_timeout_s: float = 300.0,
         max_consecutive_failures: int = 3,
         worker_command: list[str] | None = None,
+        blas_threads: int | None = None,
     ) -> None:
         self.model = model_ref
         self.worker_command = worker_command  # tests substitute a misbehaving child
+        self.blas_threads = blas_threads
         self.ledger = ledger or UsageLedger()
         self.max_new_tokens = max_new_tokens
         self.max_prompt_tokens = max_prompt_tokens
@@ -191,7 +199,8 @@ class MLXClient:
     def _generate(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         if self._worker is None or not self._worker.alive():
             self.close()
-            self._worker = _Worker(self.model, self.max_prompt_tokens, self.startup_timeout_s, self.worker_command)
+            self._worker = _Worker(self.model, self.max_prompt_tokens, self.startup_timeout_s, self.worker_command,
+                                   self.blas_threads)
         payload = {"messages": messages, "prefill": "{", "max_tokens": self.max_new_tokens,
                    "temperature": self.temperature, "deadline_s": self.request_timeout_s * 0.8,
                    "stop_at_json_end": True}

@@ -14,11 +14,11 @@ def mean(values):
 def run(ctx):
     model = ctx.model
     n_layers = model.cfg.n_layers
-    clean = mean(ctx.metric(model.forward(ctx.clean_tokens)))
+    clean = mean(ctx.metric(model.forward(ctx.clean_tokens, logit_positions=[-1])))
     drops = []
     for layer in range(n_layers):
         ablation = engine.Ablate(hook=f"blocks.{layer}.hook_attn_out", mode="zero", positions=[-1])
-        logits = model.run_with_hooks(ctx.clean_tokens, [ablation])
+        logits = model.run_with_hooks(ctx.clean_tokens, [ablation], logit_positions=[-1])
         drops.append(clean - mean(ctx.metric(logits)))
     top = sorted(range(n_layers), key=lambda layer: drops[layer], reverse=True)[:3]
     return {

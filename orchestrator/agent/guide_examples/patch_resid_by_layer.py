@@ -17,12 +17,12 @@ def run(ctx):
     hooks = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)]
     clean_logits, clean_cache = model.run_with_cache(ctx.clean_tokens, names=hooks)
     clean = mean(ctx.metric(clean_logits))
-    corrupted = mean(ctx.metric(model.forward(ctx.corrupted_tokens)))
+    corrupted = mean(ctx.metric(model.forward(ctx.corrupted_tokens, logit_positions=[-1])))
     gap = clean - corrupted
     restored = []
     for hook in hooks:
         patch = engine.Patch(hook=hook, positions=[-1])
-        logits = model.run_with_hooks(ctx.corrupted_tokens, [patch], source=clean_cache)
+        logits = model.run_with_hooks(ctx.corrupted_tokens, [patch], source=clean_cache, logit_positions=[-1])
         restored.append((mean(ctx.metric(logits)) - corrupted) / gap if gap else 0.0)
     best = max(range(n_layers), key=lambda layer: restored[layer])
     return {

@@ -60,13 +60,13 @@ class _FakeModel:
         logits[:, -1, 0] = shift
         return logits
 
-    def forward(self, tokens: Any) -> np.ndarray:
+    def forward(self, tokens: Any, logit_positions: Any = None) -> np.ndarray:
         return self._logits(len(tokens), 1.0 if tokens == "clean" else -1.0)
 
     def run_with_cache(self, tokens: Any, names: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
         return self.forward(tokens), {n: None for n in names or []}
 
-    def run_with_hooks(self, tokens: Any, interventions: Any, source: Any = None) -> np.ndarray:
+    def run_with_hooks(self, tokens: Any, interventions: Any, source: Any = None, logit_positions: Any = None) -> np.ndarray:
         layer = int(interventions[0].hook.split(".")[1])
         base = 1.0 if tokens == "clean" else -1.0
         return self._logits(len(tokens), base + (layer / 4 if interventions[0].kind == "patch" else -layer / 4))
@@ -97,7 +97,23 @@ def test_examples_follow_the_contract_on_a_fake_model(name: str) -> None:
     assert result.claims and result.summary
 
 
-def test_examples_run_in_the_sandbox() -> None:
-    """Wired when sandbox/backend.py lands: each example through the real sandbox on the embedded model."""
-    pytest.importorskip("sandbox.backend", reason="sandbox backend not built yet")
-    pytest.skip("sandbox backend present: wire examples through it (see tests/orchestrator/providers/README)")
+@pytest.mark.embedded
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXAMPLE_FILES)
+def test_examples_run_in_the_sandbox(name: str, tmp_path: Path) -> None:
+    """Each worked example through the real sandbox (guard, isolated child) on the embedded model."""
+    runner = pytest.importorskip("sandbox.runner", reason="sandbox not built yet")
+    from orchestrator.rundir import create_run_dir
+    from orchestrator.task import load_task
+
+    task_path = tmp_path / "task.yaml"
+    task_path.write_text("name: guide-example\nquestion: Which layer carries the city?\n"
+                         "generator: {family: factual_recall, n: 8, seed: 1}\nseed: 3\n")
+    task = load_task(task_path)
+    run = create_run_dir(tmp_path / "run", task, task_path.read_text())
+    path = run.experiments / f"0001-{name}"
+    path.write_text((EXAMPLES_DIR / name).read_text())
+    outcome = runner.run_experiment(run.root, path, 1, write_result=False)
+    assert outcome.status == "ok", f"{outcome.reason}\n{outcome.stderr_tail}"
+    result = ExperimentResult.model_validate(outcome.result.model_dump(mode="json"))
+    assert result.claims and result.measurements

@@ -10,7 +10,7 @@ from orchestrator.agent.base import AgentContext
 from orchestrator.agent.llm import LLMAgent, compact, summarise_history
 from orchestrator.agent.schemas import Analysis, AttemptSummary, ExperimentCode, Plan, ResearchState, Reflection
 from orchestrator.providers.anthropic_client import AnthropicClient
-from orchestrator.providers.base import Budget, UsageLedger
+from orchestrator.providers.base import Budget, BudgetExceeded, UsageLedger
 from tests.fakes import anthropic_server as fk
 
 PLAN = {"hypothesis": "mid layers move the answer", "method": "activation_patching",
@@ -78,16 +78,13 @@ def test_executor_code_is_checked_and_repaired(fake_server: fk.FakeAnthropic, ag
     assert "guard rejected the code" in fake_server.requests[0].body["messages"][0]["content"][0]["text"]
 
 
-def test_provider_stop_becomes_failed_steps_and_a_stop_reason(fake_server: fk.FakeAnthropic,
-                                                              make_client: Callable[..., AnthropicClient]) -> None:
-    agent = LLMAgent(make_client(ledger=UsageLedger(Budget(max_tokens=5))), max_repairs=0)
-    fake_server.push(fk.tool_use(PLAN))
-    first = agent.plan(state(), context())
-    assert first.value is not None  # nothing was spent before this call
-    second = agent.plan(state(), context())
-    assert second.value is None and "budget" in (second.error or "") and agent.stop_reason
-    third = agent.analyse(Plan(**PLAN), {}, context())
-    assert third.value is None and "stopped earlier" in (third.error or "")
+def test_provider_stop_propagates_with_the_usage_it_spent(fake_server: fk.FakeAnthropic,
+                                                          make_client: Callable[..., AnthropicClient]) -> None:
+    agent = LLMAgent(make_client(ledger=UsageLedger(Budget(max_tokens=5))), max_repairs=1)
+    fake_server.push(fk.tool_use({"hypothesis": ""}))
+    with pytest.raises(BudgetExceeded) as stop:  # the repair turn is refused: the loop stops the run cleanly
+        agent.plan(state(), context())
+    assert stop.value.reason == "budget" and stop.value.usage.calls == 1
     assert len(fake_server.requests) == 1
 
 
