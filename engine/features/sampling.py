@@ -168,18 +168,21 @@ class ExampleSampler:
         hard_pool = np.setdiff1d(self._windows_with_tokens(top), uniq)
         rand_pool = np.setdiff1d(rng.choice(sp.n_windows, size=min(sp.n_windows, 4 * (uniq.size + 200)), replace=False), uniq)
         hard_pool, rand_pool = rng.permutation(hard_pool), rng.permutation(np.setdiff1d(rand_pool, hard_pool))
-        splits = []
+        # negatives are dealt test first, then val, then train: when a dense latent leaves few silent
+        # windows, the held-out scores keep theirs and the explainer gets fewer
+        negatives: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         h_cur = r_cur = 0
-        for s, sizes in enumerate((cfg.train, cfg.val, cfg.test)):
+        for s in (2, 1, 0):
+            sizes = (cfg.train, cfg.val, cfg.test)[s]
             hard = hard_pool[h_cur : h_cur + sizes[2]]
-            h_cur += len(hard)
             rand = rand_pool[r_cur : r_cur + sizes[1]]
-            r_cur += len(rand)
-            splits.append(ExampleSplit(
-                activating=[self._example(rows, w, "activating", q) for w, q in act_splits[s]],
-                random=[self._example(rows, int(w), "random", None) for w in rand],
-                hard_negative=[self._example(rows, int(w), "hard_negative", None) for w in hard],
-            ))
+            h_cur, r_cur = h_cur + len(hard), r_cur + len(rand)
+            negatives[s] = (rand, hard)
+        splits = [ExampleSplit(
+            activating=[self._example(rows, w, "activating", q) for w, q in act_splits[s]],
+            random=[self._example(rows, int(w), "random", None) for w in negatives[s][0]],
+            hard_negative=[self._example(rows, int(w), "hard_negative", None) for w in negatives[s][1]],
+        ) for s in range(3)]
         freq_sorted = np.argsort(-freq, kind="stable")[:10]
         return LatentExamples(
             latent=latent, max_act=float(max_per_window.max()),
