@@ -129,11 +129,11 @@ def attribute(
     return result
 
 
-def eap(model, task: CircuitTask, **kwargs) -> EdgeScores:
+def eap(model, task: CircuitTask, *, max_rows: int = 16, runs: Runs | None = None) -> EdgeScores:
     """EAP edge scores: one clean forward and one backward per pair."""
-    return attribute(model, task, method="eap", **kwargs)
+    return attribute(model, task, method="eap", max_rows=max_rows, runs=runs)
 
 
-def eap_ig(model, task: CircuitTask, steps: int = 5, **kwargs) -> EdgeScores:
+def eap_ig(model, task: CircuitTask, steps: int = 5, *, max_rows: int = 16, runs: Runs | None = None) -> EdgeScores:
     """EAP-IG edge scores with ``steps`` interpolation steps between ablated and clean embeddings."""
-    return attribute(model, task, method="eap-ig", steps=steps, **kwargs)
+    return attribute(model, task, method="eap-ig", steps=steps, max_rows=max_rows, runs=runs)
