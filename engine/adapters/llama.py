@@ -185,8 +185,9 @@ class LlamaAdapter:
 
     def mlp_residual(self, layer: int, resid_mid: mx.array) -> mx.array:
         """resid_post of ``layer`` from its resid_mid [..., d]: resid_mid + mlp(ln2(resid_mid)), no hooks."""
-        blk = self.layers[layer]
-        return resid_mid + blk.mlp(mx.fast.rms_norm(resid_mid, blk.post_attention_layernorm.weight, blk.post_attention_layernorm.eps))
+        blk, ln2 = self.layers[layer], self.layers[layer].post_attention_layernorm
+        normed = mx.fast.rms_norm(resid_mid, ln2.weight, ln2.eps)
+        return resid_mid + blk.mlp.down_proj(silu_mul(blk.mlp.gate_proj(normed), blk.mlp.up_proj(normed)))
 
     # ---- whole forward ------------------------------------------------------------------
     def forward(

@@ -169,3 +169,23 @@ def test_path_patching_errors(tiny, tiny_pairs):
     with pytest.raises(MethodError, match="must be a head"):
         path_patching(tiny, clean, corrupted, "MLP0", ["L1H2"], correct, wrong)
     assert Head(layer=1, head=2).label == "L1H2" and str(parse_component("mlp3")) == "MLP3"
+
+
+@pytest.mark.embedded
+def test_embedded_head_ablation_sweep_subset(embedded, eiffel):
+    clean, corrupted, correct, wrong = eiffel
+    sweep = ablation_sweep(embedded, clean, correct, wrong, over="heads", mode="mean", reference_tokens=corrupted, layers=[4, 23])
+    raw = np.asarray(sweep.raw)
+    for i, layer in enumerate([4, 23]):
+        for head in (0, 4):
+            one = ablate(embedded, clean, [f"L{layer}H{head}"], "mean", corrupted, correct_ids=correct, wrong_ids=wrong)
+            assert abs(raw[i, head] - one.ablated) < 1e-4
+
+
+@pytest.mark.embedded
+def test_embedded_path_and_circuit_run(embedded, eiffel):
+    clean, corrupted, correct, wrong = eiffel
+    path = path_patching(embedded, clean, corrupted, "L3H4", ["L23H4", "L23H5"], correct, wrong, receiver_input="v")
+    assert np.isfinite(path.value) and len(path.per_receiver) == 2
+    res = circuit_check(embedded, clean, corrupted, ["L23H4", "L23H5", "MLP25"], correct, wrong)
+    assert 0.0 <= res.n_complement and np.isfinite([res.necessity, res.sufficiency]).all()

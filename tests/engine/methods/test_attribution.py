@@ -43,3 +43,31 @@ def test_embedded_correlates_with_activation_patching(embedded, eiffel):
     r = float(np.corrcoef(attr.grid().ravel(), act.grid().ravel())[0, 1])
     print(f"Pearson r (resid_pre, 30x9): {r:.3f}")
     assert attr.grid().shape == (30, 9) and r > 0.3
+
+
+@pytest.mark.embedded
+def test_embedded_cells_equal_jvp(embedded, eiffel):
+    """A few cells of the embedded grid against an explicit jvp along (clean - corrupted) at that cell."""
+    import mlx.core as mx
+
+    from engine import metrics
+    from engine.hookset import HookSet
+
+    clean, corrupted, correct, wrong = eiffel
+    attr = attribution_patching(embedded, clean, corrupted, correct, wrong, layers=[2, 17], positions=[2, 8])
+    c = float(metrics.logit_diff(embedded.forward(clean, logit_positions=[-1]), correct, wrong).item())
+    b = float(metrics.logit_diff(embedded.forward(corrupted, logit_positions=[-1]), correct, wrong).item())
+    for i, layer in enumerate([2, 17]):
+        name = f"blocks.{layer}.hook_resid_pre"
+        _, src = embedded.run_with_cache(clean, names=[name])
+        _, base = embedded.run_with_cache(corrupted, names=[name])
+        for j, pos in enumerate([2, 8]):
+            diff = np.zeros(base[name].shape, dtype=np.float32)
+            diff[:, pos] = np.asarray(src[name] - base[name])[:, pos]
+
+            def f(eps, name=name):
+                hs = HookSet([(name, lambda act, _n: act + eps)])
+                return metrics.logit_diff(embedded.adapter.forward(corrupted, hs, logit_positions=[-1]), correct, wrong)
+
+            _, (d,) = mx.jvp(f, [mx.zeros(diff.shape)], [mx.array(diff)])
+            assert abs(attr.grid()[i, j] - float(d.item()) / (c - b)) < 1e-4
