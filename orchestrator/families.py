@@ -12,37 +12,38 @@ from typing import Callable
 
 from sandbox.schemas import PromptPair
 
-# Famous landmarks whose city is not named in the landmark itself (recall, not copying).
-# Each "<landmark> is in the city of" is 9 SmolLM2 tokens; each " <city>" is one token.
+# Famous landmarks whose city is not named in the landmark itself (recall, not copying), chosen so
+# that SmolLM2-135M's top-1 completion of "<landmark> is in the city of" is the city for every one.
+# Each prompt is 9 SmolLM2 tokens; each " <city>" is one token.
 LANDMARKS: tuple[tuple[str, str], ...] = (
     ("The Eiffel Tower", "Paris"),
     ("The Colosseum", "Rome"),
     ("The Brandenburg Gate", "Berlin"),
     ("The Parthenon", "Athens"),
     ("The Hagia Sophia", "Istanbul"),
-    ("The Forbidden City", "Beijing"),
-    ("The Space Needle", "Seattle"),
     ("The Prado Museum", "Madrid"),
     ("The Trevi Fountain", "Rome"),
-    ("The Anne Frank House", "Amsterdam"),
-    ("St Mark's Basilica", "Venice"),
-    ("Marina Bay Sands", "Singapore"),
     ("The Reichstag", "Berlin"),
     ("The Kremlin Palace", "Moscow"),
     ("The Louvre Pyramid", "Paris"),
-    ("Trafalgar Square", "London"),
-    ("Park Güell", "Barcelona"),
     ("The Louvre Museum", "Paris"),
-    ("Bondi Beach", "Sydney"),
     ("The Galata Tower", "Istanbul"),
-    ("Tivoli Gardens", "Copenhagen"),
-    ("Manneken Pis", "Brussels"),
+    ("Wenceslas Square", "Prague"),
     ("The Acropolis Museum", "Athens"),
     ("The Sistine Chapel", "Rome"),
-    ("The Gateway of India", "Mumbai"),
-    ("The Lotus Temple", "Delhi"),
-    ("Fenway Park", "Boston"),
-    ("Wenceslas Square", "Prague"),
+    ("The Moulin Rouge", "Paris"),
+    ("The Oriental Pearl Tower", "Shanghai"),
+    ("The Palace of Westminster", "London"),
+    ("The Lenin Mausoleum", "Moscow"),
+    ("The Houses of Parliament", "London"),
+    ("Kensington Palace", "London"),
+    ("The Park Guell", "Barcelona"),
+    ("The Van Gogh Museum", "Amsterdam"),
+    ("The Royal Albert Hall", "London"),
+    ("The Palais Royal", "Paris"),
+    ("The Kremlin walls", "Moscow"),
+    ("The Acropolis Hill", "Athens"),
+    ("The Louvre Palace", "Paris"),
 )
 RECALL_TEMPLATE = "{landmark} is in the city of"
 
