@@ -184,3 +184,16 @@ def test_mlx_agent_three_attempts_end_cleanly(tmp_path: Path, monkeypatch: pytes
         assert entry["decision"] in ("keep", "discard", "crash", "violation", "rejected", "failed") and entry["reason"]
         assert entry["dollars"] == 0.0
     assert client.ledger.total().calls >= 3
+
+
+def test_anthropic_budget_spent_mid_attempt_stops_the_run_cleanly(
+        tmp_path: Path, fake_server: fk.FakeAnthropic, make_client: Callable[..., AnthropicClient], api_key: str) -> None:
+    from orchestrator.providers.base import Budget, UsageLedger
+
+    fake_server.push_for("submit_plan", fk.tool_use(_plan(1), usage={"input_tokens": 50_000, "output_tokens": 1_000}))
+    client = make_client(ledger=UsageLedger(Budget(max_dollars=0.05)))  # the plan costs $0.165
+    state, root = _run_loop(tmp_path, "anthropic", 3, LLMAgent(client, max_repairs=1))
+    assert state.status == "stopped" and "budget" in (state.stop_reason or "")
+    assert len(fake_server.requests) == 1 and fake_server.pending() == 0  # the executor call was never made
+    assert not list((root / "experiments").glob("*.py")) and list(state.in_flight) == [1]  # resumable
+    _assert_secret_absent(root, api_key)
