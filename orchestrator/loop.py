@@ -162,10 +162,14 @@ class Loop:
         self.log.info("phase", attempt=rec.attempt, phase=rec.phase, slug=rec.slug, repairs=rec.repairs)
         self._progress(rec)
 
+    def _elapsed(self) -> float:
+        """Active seconds over every session of the run."""
+        return self._elapsed0 + (time.monotonic() - self._t0)
+
     def _save_state(self) -> None:
         s = self.state
         assert s is not None
-        s.elapsed_s = self._elapsed0 + (time.monotonic() - self._t0)
+        s.elapsed_s = self._elapsed()
         s.updated_at = utc_now()
         self.store.save(s)
 
@@ -320,10 +324,13 @@ class Loop:
         result = self._result(rec)
         prior = [float(v["p_value"]) for e in self.ledger.entries() for v in e.statistics if "p_value" in v]
         prior += [float(v["p_value"]) for v in rec.verifications]
-        sig = self.task.significance
-        for i, claim in enumerate(result.claims):
+        sig, budgets = self.task.significance, self.task.budgets
+        for i, claim in enumerate(result.claims[: budgets.max_claims_per_experiment]):
             if i < len(rec.verifications):
                 continue  # verified before a crash
+            if i > 0 and self._elapsed() >= budgets.wall_clock_hours * 3600:
+                self.log.warning("claims_skipped_wall_clock", attempt=rec.attempt, verified=i)
+                break  # each verification takes a fresh model load: do not run far past the budget
             request = VerifyRequest(
                 run_dir=self.run.root, attempt=rec.attempt, claim_index=i, contract_dir=self.run.contract,
                 seed=self.task.seed, alpha=sig.alpha, correction=sig.correction, bootstrap=sig.bootstrap,
@@ -335,6 +342,7 @@ class Loop:
             prior.append(verdict.p_value)
             self.store.save_attempt(rec)
             crash_point("verified-claim", rec.attempt)
+        rec.claims_skipped = len(result.claims) - len(rec.verifications)  # never tested: not in the family
         rec.phase = "analysing"
 
     def _phase_analysing(self, rec: AttemptRecord) -> None:

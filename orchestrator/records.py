@@ -36,6 +36,8 @@ def key_figures(rec: AttemptRecord) -> dict[str, float]:
                 figures[key] = float(best[key])
         figures["claims_kept"] = float(sum(1 for v in rec.verifications if v.get("kept")))
         figures["claims_tested"] = float(len(rec.verifications))
+    if rec.claims_skipped:
+        figures["claims_skipped"] = float(rec.claims_skipped)
     measurements = (rec.outcome or {}).get("measurements", {})
     for key in sorted(measurements)[:50]:
         if _finite(measurements[key]) and len(figures) < 16:

@@ -60,6 +60,7 @@ class AttemptRecord(BaseModel):
     guard_ok: bool = False
     outcome: dict[str, Any] | None = None
     verifications: list[dict[str, Any]] = Field(default_factory=list)
+    claims_skipped: int = 0
     analysis: Analysis | None = None
     reflection: Reflection | None = None
     decision: str | None = None

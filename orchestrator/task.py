@@ -50,6 +50,7 @@ class Budgets(_Strict):
     wall_clock_hours: float = Field(default=0.25, gt=0.0, le=24 * 14)
     max_tokens: int | None = Field(default=None, ge=0)
     max_dollars: float | None = Field(default=None, ge=0.0)
+    max_claims_per_experiment: int = Field(default=4, ge=1, le=64)
 
 
 class SandboxLimits(_Strict):

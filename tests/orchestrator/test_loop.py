@@ -248,3 +248,22 @@ def test_resume_with_several_attempts_in_flight(tmp_path: Path) -> None:
     trailers = [c.message.rsplit("Attempt: ", 1)[1].strip() for c in git.Repo(run.root).iter_commits("findings")
                 if "Attempt: " in c.message]
     assert sorted(trailers) == ["1", "3"]
+
+
+def test_claims_beyond_the_per_experiment_cap_are_not_verified(tmp_path: Path) -> None:
+    class ManyClaims(ScriptedAgent):
+        def write_experiment(self, plan: Any, state: Any, context: Any, feedback: Any) -> Any:
+            from orchestrator.agent.schemas import ExperimentCode
+
+            claim = ('{"statement": "strong %d", "expected_direction": "increase", '
+                     '"interventions": [{"kind": "patch", "hook": "blocks.%d.hook_resid_pre"}]}')
+            claims = "[" + ", ".join(claim % (i, i) for i in range(6)) + "]"
+            return StepResult(value=ExperimentCode(code=f"def run(ctx):\n    return {{'summary': 's', 'claims': {claims}}}\n"))
+
+    run, task = make_run(tmp_path, "run", _task(tmp_path, "budgets: {max_experiments: 1, max_claims_per_experiment: 2}\n"))
+    verifier = FakeVerifier()
+    Loop(run, task, Components(agent=ManyClaims(), backend=FakeBackend(), guard=AcceptAllGuard(),
+                               verifier=verifier)).run_until_stopped()
+    (entry,) = read_ledger(run.ledger)
+    assert verifier.calls == [(1, 0), (1, 1)]
+    assert entry.key_figures["claims_tested"] == 2 and entry.key_figures["claims_skipped"] == 4
