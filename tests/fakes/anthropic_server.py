@@ -390,7 +390,7 @@ class _Handler(BaseHTTPRequestHandler):
             if "content-type" not in sent:
                 self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
-            self.send_header("request-id", f"req_fake{rec_id()}")
+            self.send_header("request-id", f"req_fake{next(self.fake._ids):06d}")
             self.end_headers()
             self.wfile.write(data)
             self.wfile.flush()
@@ -399,9 +399,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return False
 
-
-_req_ids = itertools.count(1)
-
-
-def rec_id() -> int:
-    return next(_req_ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any, Callable
 
@@ -217,7 +218,9 @@ def test_usage_per_role_and_experiment_and_sink(fake_server: fk.FakeAnthropic, m
 
 
 def test_key_never_in_logs_records_or_output(fake_server: fk.FakeAnthropic, make_client: Callable[..., AnthropicClient],
-                                             api_key: str, capsys: pytest.CaptureFixture[str]) -> None:
+                                             api_key: str, capsys: pytest.CaptureFixture[str],
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # the SDK's and HTTP library's debug logs included
     fake_server.push(fk.rate_limited(0.01), fk.drop(), fk.tool_use({"x": 1}), fk.tool_use(GOOD_PLAN),
                      fk.error(400, "invalid_request_error", "nope"))
     client = make_client()
@@ -229,7 +232,8 @@ def test_key_never_in_logs_records_or_output(fake_server: fk.FakeAnthropic, make
         except RuntimeError as exc:
             rendered = str(exc)
     out = capsys.readouterr()
-    blob = json.dumps(logs, default=str) + out.out + out.err + rendered + json.dumps(
+    assert any(r.name.startswith("anthropic") for r in caplog.records)
+    blob = json.dumps(logs, default=str) + out.out + out.err + caplog.text + rendered + json.dumps(
         [r.model_dump() for r in client.ledger.records]) + json.dumps(client.ledger.snapshot())
     assert logs and api_key not in blob
     with pytest.raises(TypeError):
