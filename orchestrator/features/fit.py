@@ -44,6 +44,7 @@ class TokenTable:
         self.starts = np.asarray(starts)
         self.example_of = np.repeat(np.arange(len(self.examples)), np.diff(self.starts))
         self.pos_in_example = np.arange(len(self.tok)) - self.starts[self.example_of]
+        self.example_active = np.maximum.reduceat(self.y, self.starts[:-1]) if len(self.y) else self.y
 
     def mask_tokens(self, items: set[str]) -> np.ndarray:
         return np.fromiter((t in items for t in self.tok), dtype=bool, count=len(self.tok))
@@ -72,6 +73,16 @@ def f1(pred: np.ndarray, y: np.ndarray) -> float:
     return 2 * tp / (float(pred.sum()) + float(y.sum())) if tp else 0.0
 
 
+def objective(table: "TokenTable", pred: np.ndarray) -> float:
+    """Half token-level F1 (what simulation and fuzzing reward), half example-level balanced accuracy
+    of "fires somewhere" (what detection rewards)."""
+    fired = np.maximum.reduceat(pred, table.starts[:-1]) if len(pred) else pred
+    pos = table.example_active
+    tpr = float(fired[pos].mean()) if pos.any() else 0.0
+    tnr = float((~fired[~pos]).mean()) if (~pos).any() else 1.0
+    return 0.5 * f1(pred, table.y) + 0.25 * (tpr + tnr)
+
+
 def _candidates(table: TokenTable) -> dict[str, tuple[str, str, np.ndarray]]:
     """name -> (kind, value, match mask) for tokens seen active, concepts with >=2 active words, symbol classes."""
     cands: dict[str, tuple[str, str, np.ndarray]] = {}
@@ -93,16 +104,16 @@ def _candidates(table: TokenTable) -> dict[str, tuple[str, str, np.ndarray]]:
 
 
 def fit_predicate(examples: Sequence[Example], max_act: float, context_window: int = 8) -> tuple[Predicate, float]:
-    """The best greedy predicate for these examples and its token-level F1 on them."""
-    table = TokenTable(examples)
+    """The best greedy predicate for these examples and its objective (see ``objective``) on them."""
+    table = TokenTable([ex for ex in examples if ex.tokens])
     if not table.y.any():
         return Predicate(), 0.0
     cands = _candidates(table)
     chosen: list[str] = []
     current = np.zeros(len(table.tok), dtype=bool)
-    best = 0.0
+    best = objective(table, current)
     while len(chosen) < MAX_ITEMS:
-        scored = sorted(((f1(current | m, table.y), name) for name, (_, _, m) in cands.items() if name not in chosen),
+        scored = sorted(((objective(table, current | m), name) for name, (_, _, m) in cands.items() if name not in chosen),
                         key=lambda s: (-s[0], s[1]))
         if not scored or scored[0][0] - best < MIN_GAIN:
             break
@@ -131,7 +142,7 @@ def _fit_context(table: TokenTable, current: np.ndarray, best: float, window: in
             if item in context:
                 continue
             mask = current & table.context_mask(set(context) | {item}, window)
-            trials.append((f1(mask, table.y), item, mask))
+            trials.append((objective(table, mask), item, mask))
         if not trials:
             break
         score, item, mask = max(trials, key=lambda t: (t[0], t[1]))
