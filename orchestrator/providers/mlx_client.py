@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Any, TypeVar
 
@@ -201,6 +202,7 @@ class MLXClient:
             self.close()
             self._worker = _Worker(self.model, self.max_prompt_tokens, self.startup_timeout_s, self.worker_command,
                                    self.blas_threads)
+            weakref.finalize(self, self._worker.close)  # a dropped client must not leave its child running
         payload = {"messages": messages, "prefill": "{", "max_tokens": self.max_new_tokens,
                    "temperature": self.temperature, "deadline_s": self.request_timeout_s * 0.8,
                    "stop_at_json_end": True}
