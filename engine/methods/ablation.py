@@ -21,7 +21,7 @@ from engine.methods.patch_rows import Site, extra_base_names, source_names
 from engine.methods.patching import Grid, axes_and_labels, pick, sweep_group
 from engine.methods.results import AblationResult, AblationSweepResult, nested
 from engine.methods.scoring import MetricFn, Scorer
-from engine.methods.suffix_runs import capture_base
+from engine.methods.suffix_runs import cached_forward, capture_base
 
 MODES = ("zero", "mean", "resample")
 SWEEPS = {"heads": "z", "mlps": "mlp_out", "attn": "attn_out", "positions": "resid_pre"}
@@ -98,7 +98,7 @@ def ablation_values(model, hook: str, base_acts: mx.array, mode: str, reference_
     if ref_toks.shape[1] != base_acts.shape[2]:
         raise MethodError(f"reference prompts have {ref_toks.shape[1]} tokens but the ablated prompts {base_acts.shape[2]}: use equal lengths")
     names = source_names(hook, model.cfg.n_layers)
-    _, cache = model.run_with_cache(ref_toks, names=names, logit_positions=[-1])
+    _, cache = cached_forward(model, ref_toks, names)
     ref = mx.stack([cache[name] for name in names])  # [n_layers, r, P, ...]
     if mode == "mean":
         return mx.broadcast_to(mx.mean(ref, axis=1, keepdims=True), base_acts.shape)

@@ -174,9 +174,9 @@ def activation_patching(
     runs = []
     for group in pairs.groups:
         base_tokens, base_pos, src_tokens, src_pos = group.oriented(direction)
-        src_names = list(dict.fromkeys(source_names(hook, n_layers) + [f"blocks.{n_layers - 1}.hook_resid_post"]))
+        src_names = source_names(hook, n_layers)
         base, src_cache = capture_base(model, base_tokens, extra_base_names(hook, n_layers), src_tokens, src_names)
-        src_last = src_cache[f"blocks.{n_layers - 1}.hook_resid_post"][:, -1]  # [b, d]
+        src_last = src_cache["final"][:, -1]  # [b, d]
         clean_last, corrupt_last = (src_last, base.last_resid) if direction == "denoise" else (base.last_resid, src_last)
         runs.append((group, base, src_cache, base_pos, src_pos, clean_last, corrupt_last))
     if scorer.metric == "kl":  # KL is measured against each pair's clean run: set every reference first

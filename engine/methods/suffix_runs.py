@@ -35,26 +35,42 @@ class BaseRun:
         return self.resid[-1][:, -1]  # [b, d]
 
 
+def cached_forward(model, tokens: mx.array, names: list[str]) -> tuple[mx.array, dict[str, mx.array]]:
+    """The final residual [b, P, d] (no unembedding: metrics need only the last position) and the
+    activations at ``names``."""
+    from engine.hookset import HookSet
+
+    store: dict[str, mx.array] = {}
+
+    def save(act: mx.array, name: str) -> None:
+        store[name] = act
+
+    final = model.adapter.forward(tokens, HookSet([(name, save) for name in names]), stop_layer=model.cfg.n_layers)
+    return final, store
+
+
 def capture_base(
     model, tokens: mx.array, extra_names: list[str] = (), source_tokens: mx.array | None = None, source_names: list[str] = ()
 ) -> tuple[BaseRun, dict[str, mx.array]]:
     """One hooked forward of the base prompts [b, P], caching residuals, K/V and ``extra_names``; the
-    source prompts ride in the same batch when their length matches (their ``source_names`` returned)."""
+    source prompts ride in the same batch when their length matches (their ``source_names`` returned,
+    plus their final residual under 'final')."""
     n = model.cfg.n_layers
-    resid_names = [f"blocks.{l}.hook_resid_pre" for l in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    resid_names = [f"blocks.{l}.hook_resid_pre" for l in range(n)]
     kv_names = [f"blocks.{l}.attn.hook_{w}" for l in range(n) for w in ("rot_k", "v")]
     names = list(dict.fromkeys([*resid_names, *kv_names, *extra_names]))
     b = tokens.shape[0]
     batched = source_tokens is not None and source_tokens.shape[1] == tokens.shape[1]
     run = mx.concatenate([tokens, source_tokens], axis=0) if batched else tokens
-    _, cache = model.run_with_cache(run, names=list(dict.fromkeys([*names, *source_names])), logit_positions=[-1])
+    final, cache = cached_forward(model, run, list(dict.fromkeys([*names, *source_names])))
     if batched:
-        source = {name: cache[name][b:] for name in source_names}
+        source = {name: cache[name][b:] for name in source_names} | {"final": final[b:]}
     elif source_tokens is not None:
-        source = dict(model.run_with_cache(source_tokens, names=list(source_names), logit_positions=[-1])[1])
+        src_final, src_cache = cached_forward(model, source_tokens, list(source_names))
+        source = dict(src_cache) | {"final": src_final}
     else:
         source = {}
-    resid = mx.stack([cache[name][:b] for name in resid_names])  # [n + 1, b, P, d]
+    resid = mx.stack([cache[name][:b] for name in resid_names] + [final[:b]])  # [n + 1, b, P, d]
     keys = [cache[f"blocks.{l}.attn.hook_rot_k"][:b].transpose(0, 2, 1, 3) for l in range(n)]  # [b, g, P, e]
     values = [cache[f"blocks.{l}.attn.hook_v"][:b].transpose(0, 2, 1, 3) for l in range(n)]
     extra = {name: cache[name][:b] for name in extra_names}
