@@ -54,7 +54,9 @@ class SubprocessVerifier:
             )
         except AnalysisError as exc:
             return _not_kept(f"statistics could not be computed: {exc}", measured.n_pairs)
-        floor = abs(verdict.noise_floor_mean) + 2.0 * verdict.noise_floor_std
+        # The figure the decision compares against: the mean effect of null interventions of the same shape
+        # (its spread is in details.verdict.noise_floor_std).
+        floor = verdict.noise_floor_mean
         return VerificationResult(
             kept=verdict.kept, effect=verdict.effect, ci_low=verdict.ci_low, ci_high=verdict.ci_high,
             p_value=verdict.p_value, adjusted_p=verdict.adjusted_p, noise_floor=floor, n_pairs=verdict.n_pairs,
