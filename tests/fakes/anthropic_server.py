@@ -378,7 +378,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _finish(self, rec: RecordedRequest, kind: str, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         rec.reply_kind, rec.status = kind, status
-        rec.delivered = self._send_json(status, payload, headers)
+        rec.delivered = True  # before writing: the client may act on the reply before this thread resumes
+        if not self._send_json(status, payload, headers):
+            rec.delivered = False
 
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> bool:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
