@@ -51,5 +51,6 @@ def handwritten_forward(model, tokens: mx.array, shift: tuple[str, mx.array] | N
         mlp_out = blk.mlp(_rms(read(f"m{layer}", x), blk.post_attention_layernorm))
         outs[f"m{layer}"] = mlp_out
         x = x + mlp_out
+        mx.eval(x, *outs.values())  # keep the lazy graph per layer (270 heads on the embedded model)
     final = _rms(read("logits", x), inner.norm)[:, -1]
     return inner.embed_tokens.as_linear(final), outs

@@ -27,7 +27,7 @@ def test_graph_of_the_embedded_model(embedded):
 
 
 def test_split_forward_parity_and_one_patched_edge(embedded, ioi):
-    task = ioi.subset([0, 1])
+    task = ioi.subset([0])
     g = graph_of(embedded)
     sm = split_model(embedded)
     runs = prepare_runs(sm, task)
