@@ -105,9 +105,23 @@ def _drive(run: RunDir, task: Task, components, quiet: bool) -> int:
     finally:
         progress.close()
         log.close()
+    _end_of_run_report(run)
     print(f"{run.root}: {state.status} ({state.stop_reason}); {state.completed} experiments, {state.kept} kept. "
           f"See: python -m orchestrator review {run.root}")
     return EXIT_OK if state.status == "finished" else EXIT_UNAVAILABLE
+
+
+def _end_of_run_report(run: RunDir) -> None:
+    """Write report.md/report.html when a session ends; a report failure never fails the run itself."""
+    from orchestrator.report import ReportError, write_report
+
+    try:
+        paths = write_report(run.root, html=True)
+    except ReportError as exc:
+        print(f"warning: the run is intact but its report could not be written: {exc}; "
+              f"retry with: python -m orchestrator report {run.root} --html", file=sys.stderr)
+        return
+    print("report: " + ", ".join(str(p) for p in paths), file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

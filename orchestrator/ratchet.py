@@ -18,7 +18,7 @@ BRANCH = "findings"
 ACTOR = git.Actor("orchestrator", "orchestrator@localhost")
 _TRAILER = re.compile(r"^Attempt: (\d+)$", re.MULTILINE)
 # Files that are never part of a findings commit (state for resume, logs, the lock file).
-EXCLUDES = ("/state.json", "/.state.json.tmp", "/state/", "/logs/", "/.lock", "/report.md", "/report.html", "__pycache__/")
+EXCLUDES = ("/state.json", "/.state.json.tmp", "/state/", "/logs/", "/.lock", "/report.md", "/report.html", "/report_files/", "__pycache__/")
 
 
 class RatchetError(RuntimeError):
