@@ -56,15 +56,33 @@ def _next_token_ce(logits: mx.array, tokens: mx.array, skip: int) -> mx.array:
     return mx.stack([mx.sum(logz - picked), mx.array(float(target.size))])
 
 
+def _kl(clean: mx.array, other: mx.array, skip: int) -> mx.array:
+    """Summed KL(clean || other) of the next-token distributions at positions skip..end-1."""
+    lp = clean[:, skip:-1].astype(mx.float32)
+    lq = other[:, skip:-1].astype(mx.float32)
+    lp = lp - mx.logsumexp(lp, axis=-1, keepdims=True)
+    lq = lq - mx.logsumexp(lq, axis=-1, keepdims=True)
+    return mx.sum(mx.exp(lp) * (lp - lq))
+
+
 def ce_losses(model: HookedModel, sae: SAE, tokens: np.ndarray, hook: str, *, skip: int = 1,
               batch_size: int = 8) -> tuple[float, float, float]:
-    """(clean, SAE-spliced, zero-ablated) mean next-token CE over the contexts in ``tokens``.
+    """(clean, SAE-spliced, zero-ablated) mean next-token CE over the contexts in ``tokens``."""
+    m = splice_metrics(model, sae, tokens, hook, skip=skip, batch_size=batch_size)
+    return m["ce_clean"], m["ce_spliced"], m["ce_zero_ablated"]
+
+
+def splice_metrics(model: HookedModel, sae: SAE, tokens: np.ndarray, hook: str, *, skip: int = 1,
+                   batch_size: int = 8) -> dict[str, float]:
+    """Mean next-token CE of the clean, SAE-spliced and zero-ablated runs, and the mean per-token
+    KL(clean || spliced) and KL(clean || zero-ablated).
 
     For a ``blocks.L.hook_resid_post`` hook the layers up to L run once and only the rest is run
     three times (the prefix is identical in all three forwards).
     """
     layer, local = split_hook(hook)
     totals = np.zeros((3, 2))
+    kl = np.zeros(2)
     for i in range(0, len(tokens), batch_size):
         tok = mx.array(tokens[i : i + batch_size])
         if layer is not None and local == "hook_resid_post":
@@ -81,10 +99,13 @@ def ce_losses(model: HookedModel, sae: SAE, tokens: np.ndarray, hook: str, *, sk
                 model.run_with_hooks(tok, fwd_hooks=[(hook, lambda a, _n: _splice(a, mx.zeros_like(a[:, skip:]), skip))]),
             ]
         parts = [_next_token_ce(o, tok, skip) for o in outs]
-        mx.eval(*parts)
+        kls = [_kl(outs[0], outs[1], skip), _kl(outs[0], outs[2], skip)]
+        mx.eval(*parts, *kls)
         totals += np.stack([np.asarray(p) for p in parts])
+        kl += np.array([float(k) for k in kls])
     ce = totals[:, 0] / totals[:, 1]
-    return float(ce[0]), float(ce[1]), float(ce[2])
+    return {"ce_clean": float(ce[0]), "ce_spliced": float(ce[1]), "ce_zero_ablated": float(ce[2]),
+            "kl_spliced": float(kl[0] / totals[0, 1]), "kl_zero_ablated": float(kl[1] / totals[0, 1])}
 
 
 def _splice(act: mx.array, replacement: mx.array, skip: int) -> mx.array:
@@ -97,14 +118,17 @@ def evaluate_sae(model: HookedModel | None, sae: SAE, store: ActivationStore, ev
     x = store.flat(eval_contexts)
     stats = reconstruction_stats(sae, x)
     counts, seen = fire_counts(sae, store)
-    ce_clean = ce_spliced = ce_zero = recovered = None
+    ce_clean = ce_spliced = ce_zero = recovered = kl_spliced = kl_zero = None
     if model is not None:
         toks = store.tokens[np.asarray(eval_contexts)[:ce_contexts]]
-        ce_clean, ce_spliced, ce_zero = ce_losses(model, sae, toks, store.manifest.hook, skip=store.skip)
+        m = splice_metrics(model, sae, toks, store.manifest.hook, skip=store.skip)
+        ce_clean, ce_spliced, ce_zero = m["ce_clean"], m["ce_spliced"], m["ce_zero_ablated"]
+        kl_spliced, kl_zero = m["kl_spliced"], m["kl_zero_ablated"]
         recovered = (ce_zero - ce_spliced) / (ce_zero - ce_clean) if ce_zero != ce_clean else None
     return SAEMetrics(
         l0=stats["l0"], explained_variance=stats["explained_variance"], mse=stats["mse"],
         ce_clean=ce_clean, ce_spliced=ce_spliced, ce_zero_ablated=ce_zero, ce_loss_recovered=recovered,
+        kl_spliced=kl_spliced, kl_zero_ablated=kl_zero,
         dead_fraction=float((counts == 0).mean()), dead_over_tokens=seen, n_eval_tokens=len(x),
         n_train_tokens=train_tokens, train_seconds=train_seconds, steps=steps,
     )

@@ -124,6 +124,8 @@ class SAEMetrics(_Strict):
     ce_spliced: float | None = None
     ce_zero_ablated: float | None = None
     ce_loss_recovered: float | None = None
+    kl_spliced: float | None = None  # mean per-token KL(clean || SAE spliced): 0 = the splice changes nothing
+    kl_zero_ablated: float | None = None
     dead_fraction: float
     dead_over_tokens: int
     n_eval_tokens: int

@@ -56,7 +56,7 @@ def engine_commands(task: FeatureTask, out: Path, python: str = sys.executable) 
                                 "--out", str(out), "--model", task.model, "--tokens", tokens,
                                 "--latents", str(task.n_latents), "--quiet"]]
     if task.sae:
-        return [base + ["sample", "--sae", task.sae, "--out", str(out), "--model", task.model, "--tokens", tokens,
+        return [base + ["sample", "--sae", str(sae_dir(task, out.parent)), "--out", str(out), "--model", task.model, "--tokens", tokens,
                         "--latents", str(task.n_latents), "--order", task.latent_order, "--quiet"]]
     return [build]
 
@@ -91,7 +91,8 @@ def run_engine(task: FeatureTask, root: Path, python: str = sys.executable, time
 
 
 def sae_dir(task: FeatureTask, root: Path) -> Path:
-    return Path(task.sae) if task.sae else root / "engine" / "sae"
+    """Where the SAE is: the task's (resolved against the caller's working directory) or the one trained here."""
+    return Path(task.sae).expanduser().resolve() if task.sae else root / "engine" / "sae"
 
 
 def _init_repo(task: FeatureTask, root: Path, task_text: str) -> Ratchet:

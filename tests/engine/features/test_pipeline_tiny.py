@@ -73,6 +73,7 @@ def test_metrics_of_a_perfect_sae(model, cache):
     metrics = evaluate_sae(model, sae, cache, np.arange(10), ce_contexts=6)
     assert metrics.explained_variance > 0.9999 and metrics.ce_loss_recovered == pytest.approx(1.0, abs=1e-4)
     assert metrics.ce_zero_ablated > metrics.ce_clean
+    assert metrics.kl_spliced == pytest.approx(0.0, abs=1e-4) and metrics.kl_zero_ablated > 0.01
     # the generic (hooked) path agrees with the resumed-prefix path for a non-resid hook
     clean, spliced, zero = ce_losses(model, perfect_sae(model.cfg.d_model, "blocks.1.hook_mlp_out"), cache.tokens[:4],
                                      "blocks.1.hook_mlp_out")
