@@ -22,15 +22,19 @@ _EXPORTS: dict[str, str] = {
     "MLP": "engine.methods.components",
     "AttnLayer": "engine.methods.components",
     "parse_component": "engine.methods.components",
+    "parse_components": "engine.methods.components",
+    "all_components": "engine.methods.components",
     "component_interventions": "engine.methods.components",
     "PatchingResult": "engine.methods.results",
     "DLAResult": "engine.methods.results",
     "LogitLensResult": "engine.methods.results",
     "AblationResult": "engine.methods.results",
+    "AblationSweepResult": "engine.methods.results",
     "PathPatchingResult": "engine.methods.results",
     "CircuitResult": "engine.methods.results",
     "align_pairs": "engine.alignment",
     "Alignment": "engine.alignment",
+    "AlignedPairs": "engine.alignment",
 }
 
 __all__ = sorted(_EXPORTS)

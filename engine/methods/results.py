@@ -6,7 +6,6 @@ validated there without mlx. ``grid()`` gives the values back as a numpy array f
 
 from __future__ import annotations
 
-import itertools
 from typing import Union
 
 import numpy as np
@@ -233,10 +232,6 @@ class CircuitResult(MethodResult):
 def nested(arr: np.ndarray) -> list:
     """numpy -> nested plain lists of Python floats."""
     return np.asarray(arr, dtype=np.float64).tolist()
-
-
-def product_shape(*sizes: int) -> list[tuple[int, ...]]:
-    return list(itertools.product(*(range(s) for s in sizes)))
 
 
 class AblationSweepResult(GridResult):
