@@ -44,9 +44,9 @@ def _bias(linear: nn.Module) -> mx.array | None:
 
 @dataclass(frozen=True)
 class _Layer:
-    wq: mx.array  # [h, d, e]
-    wk: mx.array  # [g, d, e]
-    wv: mx.array  # [g, d, e]
+    wq: mx.array  # [h, d, e], the input norm's weight folded in (rows scaled by ln1.weight)
+    wk: mx.array  # [g, d, e], likewise
+    wv: mx.array  # [g, d, e], likewise
     wo: mx.array  # [h, e, d]
     bq: mx.array | None  # [h, 1, e]
     bk: mx.array | None  # [g, 1, e]
@@ -76,8 +76,8 @@ class SplitModel:
                 )
             h, g, e, d = self.h, self.g, self.e, self.d
 
-            def per_head(w: mx.array, n: int) -> mx.array:
-                return w.reshape(n, e, d).transpose(0, 2, 1)  # [n, d, e]
+            def per_head(w: mx.array, n: int) -> mx.array:  # rms(x) * ln1.weight @ W = (x @ (ln1.weight * W)) / rms
+                return blk.input_layernorm.weight[None, :, None] * w.reshape(n, e, d).transpose(0, 2, 1)  # [n, d, e]
 
             def head_bias(lin: nn.Module, n: int) -> mx.array | None:
                 b = _bias(lin)
@@ -112,9 +112,8 @@ class SplitModel:
         """
         lw, h, g, e = self.layers[layer], self.h, self.g, self.e
         B = x.shape[0]
-        xn = mx.fast.rms_norm(x, lw.ln1.weight, lw.ln1.eps)  # [B, r, M, d]
-        if xn.shape[1] == 1:
-            flat = xn[:, 0]  # [B, M, d]
+        if x.shape[1] == 1:
+            flat = mx.fast.rms_norm(x[:, 0], lw.ln1.weight, lw.ln1.eps)  # [B, M, d]
 
             def split(t: mx.array, k: int) -> mx.array:  # [B, M, k*e] -> [B*n, k, p, e]
                 return t.reshape(B * n, p, k, e).transpose(0, 2, 1, 3)
@@ -125,7 +124,12 @@ class SplitModel:
             def split(t: mx.array, k: int) -> mx.array:  # [B, k, M, e] -> [B*n, k, p, e]
                 return t.reshape(B, k, n, p, e).transpose(0, 2, 1, 3, 4).reshape(B * n, k, p, e)
 
-            q, k, v = xn[:, :h] @ lw.wq, xn[:, h : h + g] @ lw.wk, xn[:, h + g :] @ lw.wv  # [B, h|g, M, e]
+            # the norm's weight is folded into the projections: only the per-row scale is computed here,
+            # which halves the cost of normalising h+2g copies of the residual
+            inv = mx.rsqrt(mx.mean(mx.square(x), axis=-1, keepdims=True) + lw.ln1.eps)  # [B, r, M, 1]
+            q = (x[:, :h] @ lw.wq) * inv[:, :h]  # [B, h, M, e]
+            k = (x[:, h : h + g] @ lw.wk) * inv[:, h : h + g]  # [B, g, M, e]
+            v = (x[:, h + g :] @ lw.wv) * inv[:, h + g :]
             if lw.bq is not None:
                 q, k, v = q + lw.bq, k + lw.bk, v + lw.bv
             q, k, v = split(q, h), split(k, g), split(v, g)
@@ -243,30 +247,35 @@ def patched_logits(
     N, p, d = clean_embeds.shape
     M, h = N * p * d, sm.h
     # The sender-difference stack lives in one preallocated buffer updated in place (MLX donates the
-    # buffer to the slice update): concatenating a growing stack per layer copied it 30 times.
-    buf = mx.zeros((K, graph.n_senders, M), dtype=clean_embeds.dtype)  # [K, S, N*p*d]
+    # buffer to the slice update): concatenating a growing stack per layer copied it 30 times. Row 0
+    # holds the ablated residual of the current layer with a mask column of ones, so one GEMM per layer
+    # gives every receiver's input.
+    S = graph.n_senders
+    buf = mx.zeros((K, 1 + S, M), dtype=clean_embeds.dtype)  # [K, 1+S, N*p*d]
     if prefix is None:
         start_layer = 0
-        buf[:, 0] = clean_embeds.reshape(M) - ablated.rows(ablated.stack[0], N)
+        buf[:, 1] = clean_embeds.reshape(M) - ablated.rows(ablated.stack[0], N)
     else:
-        buf[:, : prefix.shape[1]] = prefix
-    mx.eval(buf)
+        buf[:, 1 : 1 + prefix.shape[1]] = prefix
+    ext = mx.concatenate([mx.ones((K, 1, masks.shape[2]), dtype=masks.dtype), masks], axis=1)  # [K, 1+S, R]
     P = graph.per_layer_receivers
     for layer in range(start_layer, graph.n_layers):
         n_up, base, first = graph.attn_up(layer), graph.attn_receiver_base(layer), graph.head_sender(layer, 0)
-        mt = masks[:, :n_up, base : base + P].transpose(0, 2, 1)  # [K, r+1, n_up]
-        mixed = mt @ buf[:, :n_up]  # [K, r+1, M]
-        x = ablated.rows(ablated.pre[layer], N) + mixed[:, : P - 1]  # [K, r, M]
-        heads = sm.heads(layer, x.reshape(K, P - 1, N * p, d), N, p).reshape(K, h, M)
+        buf[:, 0] = ablated.rows(ablated.pre[layer], N)
+        mt = ext[:, : 1 + n_up, base : base + P].transpose(0, 2, 1)  # [K, r+1, 1+n_up]
+        mixed = mt @ buf[:, : 1 + n_up]  # [K, r+1, M]: every input of the layer (the MLP's still lacks its heads)
+        heads = sm.heads(layer, mixed[:, : P - 1].reshape(K, P - 1, N * p, d), N, p).reshape(K, h, M)
         d_heads = heads - ablated.rows(ablated.stack[first : first + h], N)[None]  # [K, h, M]
         m_heads = masks[:, first : first + h, base + P - 1][:, None]  # [K, 1, h]
-        x_mlp = ablated.rows(ablated.mid[layer], N) + mixed[:, P - 1] + (m_heads @ d_heads)[:, 0]  # [K, M]
+        heads_ablated = ablated.rows(ablated.mid[layer] - ablated.pre[layer], N)  # [M]
+        x_mlp = mixed[:, P - 1] + heads_ablated + (m_heads @ d_heads)[:, 0]  # [K, M]
         mlp = sm.mlp(layer, x_mlp.reshape(K, N, p, d)).reshape(K, M)
         d_mlp = mlp - ablated.rows(ablated.stack[first + h], N)[None]  # [K, M]
         mx.eval(d_heads, d_mlp)
-        buf[:, first : first + h] = d_heads
-        buf[:, first + h] = d_mlp
+        buf[:, 1 + first : 1 + first + h] = d_heads
+        buf[:, 1 + first + h] = d_mlp
         mx.eval(buf)
+    buf = buf[:, 1:]
     last = buf.reshape(K, graph.n_senders, N, p, d)[:, :, :, position].reshape(K, graph.n_senders, N * d)
     m_logits = masks[:, None, :, graph.logits_receiver]  # [K, 1, S]
     x_final = ablated.final[:, position] + (m_logits @ last).reshape(K, N, d)  # [K, N, d]
