@@ -29,21 +29,33 @@ class LatentMeasurer:
         if sae.cfg.d_in != model.cfg.d_model and "resid" in self.hook:
             raise ValueError(f"SAE d_in={sae.cfg.d_in} does not match the model's d_model={model.cfg.d_model}")
 
-    def measure(self, texts: Sequence[str], latents: Sequence[int]) -> list[MeasuredText]:
+    def measure(self, texts: Sequence[str], latents: Sequence[int], batch_size: int = 32) -> list[MeasuredText]:
+        """Per-token activations of ``latents`` on each text. Texts run as right-padded batches: under
+        causal attention the padding after a text cannot change its positions, so results are exact."""
         bad = [l for l in latents if not 0 <= l < self.sae.cfg.d_sae]
         if bad:
             raise ValueError(f"latents {bad[:5]} out of range: this SAE has latents 0..{self.sae.cfg.d_sae - 1}")
         cols = mx.array(list(latents))
-        out = []
-        for text in texts:
-            ids = self.model.tokenizer.encode(text)
+        encoded = [self.model.tokenizer.encode(t) for t in texts]
+        for text, ids in zip(texts, encoded):
             if not ids:
                 raise TokenizationError(f"text {text!r} has no tokens; adversarial inputs must be non-empty")
-            act = capture(self.model, mx.array([ids], dtype=mx.int32), self.hook)[0]
-            acts = np.asarray(mx.take(self.sae.encode(act), cols, axis=-1))  # [pos, n_latents]
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
+        acts_of: dict[int, np.ndarray] = {}
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            width = max(len(encoded[i]) for i in idx)
+            rows = [encoded[i] + [encoded[i][-1]] * (width - len(encoded[i])) for i in idx]
+            act = capture(self.model, mx.array(rows, dtype=mx.int32), self.hook)  # [b, width, d]
+            chosen = np.asarray(mx.take(self.sae.encode(act), cols, axis=-1))  # [b, width, n_latents]
+            for row, i in enumerate(idx):
+                acts_of[i] = chosen[row, : len(encoded[i])]
+        out = []
+        for i, text in enumerate(texts):
+            acts = acts_of[i].copy()
             acts[: self.skip] = 0.0
             out.append(MeasuredText(
-                text=text, tokens=[self.model.tokenizer.id_to_str(i) for i in ids],
+                text=text, tokens=[self.model.tokenizer.id_to_str(t) for t in encoded[i]],
                 acts={int(l): [round(float(a), 4) for a in acts[:, j]] for j, l in enumerate(latents)},
             ))
         return out

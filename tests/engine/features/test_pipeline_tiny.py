@@ -124,6 +124,14 @@ def test_measurer_matches_the_sae_on_the_hook(model, trained):
     np.testing.assert_allclose(out.acts[5][1:], expect[1:, 5], atol=1e-3)
     with pytest.raises(ValueError, match="out of range"):
         measurer.measure(["w1"], [10_000])
+    # texts of different lengths batched with right padding give what each text gives alone
+    texts = ["w3 w9", "w1 w2 w3 w4 w5 w6 w7", "w8 w8 w8 w1"]
+    together = measurer.measure(texts, [5, 7], batch_size=8)
+    for text, got in zip(texts, together):
+        (alone,) = measurer.measure([text], [5, 7], batch_size=1)
+        assert got.tokens == alone.tokens
+        np.testing.assert_allclose(got.acts[5], alone.acts[5], atol=1e-4)
+        np.testing.assert_allclose(got.acts[7], alone.acts[7], atol=1e-4)
 
 
 def test_latent_attribution_matches_finite_differences(model, trained):
