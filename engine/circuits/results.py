@@ -151,20 +151,30 @@ class Circuit(_Result):
         return [(n, float(v)) for n, v in pairs[:k]]
 
     def to_graph(self) -> dict:
-        """Nodes and edges for drawing: edges go sender -> node, labelled with the input (q/k/v) they enter."""
+        """For drawing (the report's graph spec): nodes ``{id, label, layer}`` (heads at their layer, an MLP
+        half a layer above; input and logits without one) and edges ``{source, target, weight}`` from
+        sender to node, plus the input they enter (``q``/``k``/``v`` or ``""``), the edge name and score."""
         graph = self.graph.graph()
         rid = {name: i for i, name in enumerate(graph.receiver_names)}
         nodes = self.nodes()
         present = set(nodes)
+
+        def layer(node: str) -> float | None:
+            if node.startswith("a"):
+                return float(node[1 : node.index(".")])
+            return float(node[1:]) + 0.5 if node.startswith("m") else None
+
         out_edges = []
         for name, score in zip(self.edges, self.edge_scores):
             sender, receiver = name.split("->")
             kind = receiver[receiver.index("<") + 1 : -1] if "<" in receiver else ""
             targets = graph.receiver_nodes(rid[receiver])
+            weight = score if math.isfinite(score) else 1.0
             # a kv input feeds its whole group: draw it into the group's heads that are in the circuit
             for target in [t for t in targets if t in present] or targets:
-                out_edges.append({"source": sender, "target": target, "input": kind, "edge": name, "score": score})
-        return {"nodes": nodes, "edges": out_edges}
+                out_edges.append({"source": sender, "target": target, "weight": weight, "input": kind,
+                                  "edge": name, "score": score})
+        return {"nodes": [{"id": n, "label": n, "layer": layer(n)} for n in nodes], "edges": out_edges}
 
     def summary(self) -> str:
         nodes = [n for n in self.nodes() if n not in ("input", "logits")]

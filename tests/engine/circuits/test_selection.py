@@ -60,5 +60,7 @@ def test_circuit_result_round_trip():
     assert again.edges == c.edges and np.array_equal(again.mask(), mask)
     assert abs(c.edge_scores[0]) >= abs(c.edge_scores[-1])
     drawn = c.to_graph()
-    assert set(drawn["nodes"]) >= {e["source"] for e in drawn["edges"]}
+    ids = {n["id"] for n in drawn["nodes"]}
+    assert ids >= {e["source"] for e in drawn["edges"]} and ids >= {e["target"] for e in drawn["edges"]}
+    assert {n["id"]: n["layer"] for n in drawn["nodes"]}.get("m1", 1.5) == 1.5
     assert "random circuit on tiny" in c.summary() and len(c.top(3)) == 3
