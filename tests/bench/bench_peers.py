@@ -152,7 +152,9 @@ def run_plan(workers: dict[str, Worker], args) -> tuple[dict, dict]:
     reps = {"reps": args.reps, "slow_reps": args.slow_reps, "interim_reps": args.reps if args.with_interim else 0}
     results: dict[tuple[str, str], list[dict]] = {}
     fwd = {"engine plain mlx-lm": [], "engine hooked, no hooks": [], "transformers": [], "TransformerLens": []}
+    fwd_cpu = {k: [] for k in fwd}
     hooked_diff = []
+    failures: list[str] = []
     rounds = max(args.reps, args.slow_reps, args.forward_rounds)
     t_start = time.perf_counter()
     for r in range(rounds):
@@ -160,9 +162,13 @@ def run_plan(workers: dict[str, Worker], args) -> tuple[dict, dict]:
             e = workers["engine"].ask("forward", reps=5)
             fwd["engine plain mlx-lm"] += e["times_plain"]
             fwd["engine hooked, no hooks"] += e["times_hooked"]
+            fwd_cpu["engine plain mlx-lm"] += e["cpu_plain"]
+            fwd_cpu["engine hooked, no hooks"] += e["cpu_hooked"]
             hooked_diff.append(e["hooked_vs_plain_max_abs"])
-            fwd["transformers"] += workers["torch"].ask("forward", reps=5)["times"]
-            fwd["TransformerLens"] += workers["tl"].ask("forward", reps=5)["times"]
+            for name, w in (("transformers", "torch"), ("TransformerLens", "tl")):
+                reply = workers[w].ask("forward", reps=5)
+                fwd[name] += reply["times"]
+                fwd_cpu[name] += reply["cpu"]
         for section, rows in PLAN:
             for label, w, task, key in rows:
                 if r >= reps[key] or (task.endswith("_own") and args.skip_tl_own):
@@ -175,13 +181,18 @@ def run_plan(workers: dict[str, Worker], args) -> tuple[dict, dict]:
                 if w == "engine" and args.memory_budget_gb is not None:
                     kw["memory_budget_gb"] = args.memory_budget_gb
                 t0 = time.perf_counter()
-                reply = workers[w].ask(task, **kw)
+                try:
+                    reply = workers[w].ask(task, **kw)
+                except (WorkerError, OSError) as exc:  # record it, go on with the others
+                    failures.append(f"{label} / {task}: {str(exc).splitlines()[0]}")
+                    print(f"  FAILED {label} {task}: {exc}", file=sys.stderr, flush=True)
+                    continue
                 results.setdefault((section, label), []).append(reply)
                 if args.verbose:
                     print(f"  round {r + 1}: {label:34s} {task:14s} {reply['seconds']:8.3f} s "
                           f"(wall {time.perf_counter() - t0:.1f} s, total {time.perf_counter() - t_start:.0f} s)",
                           flush=True)
-    return results, {"forward": fwd, "hooked_vs_plain_max_abs": max(hooked_diff, default=None)}
+    return results, {"forward": fwd, "forward_cpu": fwd_cpu, "hooked_vs_plain_max_abs": max(hooked_diff, default=None), "failures": failures}
 
 
 # ==== report ======================================================================================
@@ -232,11 +243,13 @@ def report(setup: dict, results: dict, fwd: dict, args, wall: float) -> tuple[li
     f = fwd["forward"]
     med = {k: statistics.median(v) for k, v in f.items() if v}
     base = med["engine plain mlx-lm"]
-    print(f"{'implementation':40s} {'median s':>9s} {'n':>4s} {'vs engine plain':>16s}")
+    cpu_med = {k: statistics.median(v) for k, v in fwd["forward_cpu"].items() if v}
+    cpu_base = cpu_med["engine plain mlx-lm"]
+    print(f"{'implementation':40s} {'median s':>9s} {'n':>4s} {'vs engine plain':>16s} {'CPU s':>8s} {'CPU vs plain':>12s}")
     for k, v in med.items():
-        print(f"{k:40s} {v:9.4f} {len(f[k]):4d} {v / base:15.2f}x")
+        print(f"{k:40s} {v:9.4f} {len(f[k]):4d} {v / base:15.2f}x {cpu_med[k]:8.4f} {cpu_med[k] / cpu_base:11.2f}x")
     print(f"engine hooked (no hooks) vs plain mlx-lm logits, max abs: {fwd['hooked_vs_plain_max_abs']}")
-    out["forward"] = {k: {"median": v, "n": len(f[k]), "times": f[k]} for k, v in med.items()}
+    out["forward"] = {k: {"median": v, "n": len(f[k]), "times": f[k], "cpu_median": cpu_med[k]} for k, v in med.items()}
     r = med["transformers"] / base
     checks.append(("plain forward no slower than transformers (transformers / engine plain >= 1)", r >= 1, f"{r:.2f}x"))
     r = med["engine hooked, no hooks"] / base
@@ -253,8 +266,9 @@ def report(setup: dict, results: dict, fwd: dict, args, wall: float) -> tuple[li
         impl = engine_rows[0].get("impl", "?")
         e_med = statistics.median(x["seconds"] for x in engine_rows)
         print(f"\n== {section}{budget_note}")
-        print(f"{'implementation':40s} {'median s':>9s} {'n':>3s} {'engine x faster':>15s} "
-              f"{'max abs vs engine':>18s} {'peak RSS GiB':>12s} {'MLX peak GiB':>12s}")
+        e_cpu = statistics.median(x.get("cpu_seconds", float("nan")) for x in engine_rows)
+        print(f"{'implementation':40s} {'median s':>9s} {'n':>3s} {'engine x faster':>15s} {'CPU s':>8s} "
+              f"{'x less CPU':>10s} {'max abs vs engine':>17s} {'peak RSS GiB':>12s} {'MLX peak GiB':>12s}")
         sec_out = {}
         for label, w, task, _ in rows:
             replies = results.get((section, label))
@@ -268,8 +282,11 @@ def report(setup: dict, results: dict, fwd: dict, args, wall: float) -> tuple[li
             name = f"engine ({impl})" if label == "engine" else label
             speed = "" if label == "engine" else f"{m / e_med:14.2f}x"
             agree_s = "" if agree is None else f"{agree:.2e}"
-            print(f"{name:40s} {m:9.3f} {len(secs):3d} {speed:>15s} {agree_s:>18s} {_gib(rss):>12s} {_gib(mlx_peak):>12s}")
-            sec_out[label] = {"median": m, "n": len(secs), "seconds": secs, "agreement": agree,
+            cpu = statistics.median(x.get("cpu_seconds", float("nan")) for x in replies)
+            cpu_ratio = "" if label == "engine" else f"{cpu / e_cpu:9.2f}x"
+            print(f"{name:40s} {m:9.3f} {len(secs):3d} {speed:>15s} {cpu:8.2f} {cpu_ratio:>10s} {agree_s:>17s} "
+                  f"{_gib(rss):>12s} {_gib(mlx_peak):>12s}")
+            sec_out[label] = {"median": m, "n": len(secs), "seconds": secs, "cpu_median": cpu, "agreement": agree,
                               "peak_rss": rss, "mlx_peak": mlx_peak, "impl": replies[0].get("impl")}
             extra = {k: replies[0][k] for k in ("rows_computed", "rows_skipped") if k in replies[0]}
             if extra:
@@ -294,6 +311,8 @@ def report(setup: dict, results: dict, fwd: dict, args, wall: float) -> tuple[li
             else:
                 checks.append((f"{short}: engine >= {want}x faster than {peer}", False, "not run"))
 
+    for failure in fwd.get("failures", []):
+        checks.append((f"ran without error: {failure}", False, "failed"))
     print("\n== targets")
     for name, ok, fig in checks:
         print(f"{'PASS' if ok else 'MISS'}  {name}: {fig}")

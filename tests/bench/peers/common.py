@@ -80,14 +80,15 @@ def current_rss() -> int | None:
 
 
 def measured(fn: Callable[[], dict], *, sync: Callable[[object], None] = lambda _: None) -> dict:
-    """Run one task: wall time around ``fn`` (which must finish its compute), peak RSS of this process."""
+    """Run one task: wall and CPU time around ``fn`` (which must finish its compute), peak RSS of this process."""
     reset_peak_rss()
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     out = fn()
     sync(out)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     out = dict(out)
     out["seconds"] = seconds
+    out["cpu_seconds"] = cpu  # all threads of this process: steadier than wall time on a loaded machine
     out["peak_rss"] = peak_rss()
     return out
 

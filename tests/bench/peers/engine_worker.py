@@ -74,14 +74,17 @@ class EnginePeer:
 
     def forward(self, req: dict) -> dict:
         """Plain mlx-lm forward and the hooked forward with no hooks, alternated rep by rep."""
-        plain, hooked = [], []
+        plain, hooked, cpu_plain, cpu_hooked = [], [], [], []
         for _ in range(int(req.get("reps", 5))):
-            for fn, out in ((lambda: self.model.model(self.clean), plain), (lambda: self.model.forward(self.clean), hooked)):
-                t0 = time.perf_counter()
+            for fn, out, cpu in ((lambda: self.model.model(self.clean), plain, cpu_plain),
+                                 (lambda: self.model.forward(self.clean), hooked, cpu_hooked)):
+                c0, t0 = time.process_time(), time.perf_counter()
                 mx.eval(fn())
                 out.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
         diff = float(mx.abs(self.model.model(self.clean) - self.model.forward(self.clean)).max())
-        return {"times_plain": plain, "times_hooked": hooked, "hooked_vs_plain_max_abs": diff}
+        return {"times_plain": plain, "times_hooked": hooked, "cpu_plain": cpu_plain, "cpu_hooked": cpu_hooked,
+                "hooked_vs_plain_max_abs": diff}
 
     # ---- sweeps -------------------------------------------------------------------------------
     def _measured(self, fn, impl: str) -> dict:

@@ -96,13 +96,14 @@ class TorchPeer:
         return self.model.model.layers
 
     def forward(self, req: dict) -> dict:
-        times = []
+        times, cpu = [], []
         with torch.inference_mode():
             for _ in range(int(req.get("reps", 5))):
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 self.model(self.task.clean, use_cache=False).logits
                 times.append(time.perf_counter() - t0)
-        return {"times": times}
+                cpu.append(time.process_time() - c0)
+        return {"times": times, "cpu": cpu}
 
     # -- reference activations
     def _clean_resid(self) -> list[torch.Tensor]:
@@ -293,13 +294,14 @@ class TLPeer:
         }
 
     def forward(self, req: dict) -> dict:
-        times = []
+        times, cpu = [], []
         with torch.inference_mode():
             for _ in range(int(req.get("reps", 5))):
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 self.model(self.task.clean)
                 times.append(time.perf_counter() - t0)
-        return {"times": times}
+                cpu.append(time.process_time() - c0)
+        return {"times": times, "cpu": cpu}
 
     def _metric_fn(self):
         t, clean, corr = self.task, self.clean_ld, self.corr_ld
