@@ -42,12 +42,18 @@ class Explainer(Protocol):
 
 
 class BuiltinExplainer:
-    """Token/context statistics; no LLM. ``per_intent`` inputs of each kind per round."""
+    """Token/context statistics; no LLM. ``per_intent`` inputs of each kind per round.
+
+    Revision refits on train + every measured adversarial input, each input counted
+    ``adversarial_weight`` times: a few short counterexamples would otherwise be drowned by the
+    train windows they were written to correct (val, not this weight, decides which version is kept).
+    """
 
     name = "builtin"
 
-    def __init__(self, per_intent: int = 4, context_window: int = 8, seed: int = 0) -> None:
+    def __init__(self, per_intent: int = 4, context_window: int = 8, seed: int = 0, adversarial_weight: int = 3) -> None:
         self.per_intent, self.context_window, self.seed = per_intent, context_window, seed
+        self.adversarial_weight = adversarial_weight
 
     def explain(self, view: ExplainerView) -> StepResult[Explanation]:
         pred, _ = fit_predicate(view.train.all(), view.max_act, self.context_window)
@@ -63,6 +69,6 @@ class BuiltinExplainer:
         return StepResult(value=inputs)
 
     def revise(self, explanation: Explanation, view: ExplainerView, history: list[RoundRecord]) -> StepResult[Explanation]:
-        measured = [m.example for r in history for m in r.adversarial]
+        measured = [m.example for r in history for m in r.adversarial] * self.adversarial_weight
         pred, _ = fit_predicate([*view.train.all(), *measured], view.max_act, self.context_window)
         return StepResult(value=Explanation(text=describe(pred), predicate=pred))

@@ -123,6 +123,7 @@ def fit_predicate(examples: Sequence[Example], max_act: float, context_window: i
     context, current_ctx, best = _fit_context(table, current, best, context_window)
     pred = _assemble(chosen, cands, context, context_window)
     pred.weights, pred.default_weight = _weights(table, chosen, cands, current_ctx, max_act)
+    pred.precision, pred.default_precision = _precision(table, chosen, cands, current_ctx)
     return pred, best
 
 
@@ -189,6 +190,24 @@ def _weights(table: TokenTable, chosen: list[str], cands: dict, fired: np.ndarra
     return weights, round(default, 2)
 
 
+def _precision(table: TokenTable, chosen: list[str], cands: dict, fired: np.ndarray) -> tuple[dict[str, float], float]:
+    """P(active | the item matches), Laplace-smoothed: what detection multiplies over a text's matches."""
+    out: dict[str, float] = {}
+    for name in chosen:
+        kind, value, mask = cands[name]
+        sel = mask & fired
+        p = round((float(table.y[sel].sum()) + 1.0) / (float(sel.sum()) + 2.0), 3)
+        if kind == "token":
+            out[value] = p
+        elif kind == "concept":
+            for word in _CATEGORY_WORDS[value]:
+                out.setdefault(word, p)
+        else:
+            out["regex"] = max(p, out.get("regex", 0.0))
+    default = round((float(table.y[fired].sum()) + 1.0) / (float(fired.sum()) + 2.0), 3) if fired.any() else 1.0
+    return out, default
+
+
 def concept_of(pred: Predicate) -> str | None:
     """The lexicon category most of the predicate's tokens/words belong to, if any."""
     votes = Counter()
@@ -202,6 +221,11 @@ def concept_of(pred: Predicate) -> str | None:
     return cat if n >= 1 else None
 
 
+def _with_rate(pred: Predicate, token: str) -> str:
+    rate = pred.precision.get(token)
+    return repr(token) + (f" ({rate:.0%} of the time)" if rate is not None and rate < 0.9 else "")
+
+
 def describe(pred: Predicate) -> str:
     """Human-readable text of a predicate (what an explanation's ``text`` says)."""
     if pred.is_empty():
@@ -209,11 +233,12 @@ def describe(pred: Predicate) -> str:
     parts = []
     if pred.tokens:
         ranked = sorted(pred.tokens, key=lambda t: -pred.weights.get(t, pred.default_weight))
-        shown = ", ".join(repr(t) for t in ranked[:8]) + (" ..." if len(ranked) > 8 else "")
+        shown = ", ".join(_with_rate(pred, t) for t in ranked[:8]) + (" ..." if len(ranked) > 8 else "")
         parts.append(f"the tokens {shown}")
     if pred.words:
         cats = sorted({c for c, v in _CATEGORY_WORDS.items() if set(pred.words) & v and len(set(pred.words) & v) > 3})
-        parts.append(f"words of the concept(s) {', '.join(cats) or 'given'} (e.g. {', '.join(pred.words[:4])})")
+        base = [w for w in pred.words if not (w.endswith("s") and w[:-1] in pred.words)]
+        parts.append(f"words of the concept(s) {', '.join(cats) or 'given'} (e.g. {', '.join(base[:4])})")
     if pred.regex:
         names = [n for n, p in SYMBOL_CLASSES.items() if p in pred.regex]
         parts.append(f"{' or '.join(names) or 'pattern'} tokens")

@@ -44,13 +44,13 @@ def _regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
-def evaluate(pred: Predicate, tokens: Sequence[str]) -> list[float]:
-    """Predicted activation per token on a 0..10 scale (0 = the rule does not fire there)."""
+def match_keys(pred: Predicate, tokens: Sequence[str]) -> list[str | None]:
+    """Per token, the rule item that matches it (token, word, or 'regex'), or None."""
     normed = [norm(t) for t in tokens]
     wds = words(tokens)
     token_set, word_set, context_set = set(pred.tokens), set(pred.words), set(pred.context)
     rx = _regex(pred.regex) if pred.regex else None
-    out = [0.0] * len(tokens)
+    out: list[str | None] = [None] * len(tokens)
     for i, t in enumerate(normed):
         key = None
         if t in token_set:
@@ -65,9 +65,23 @@ def evaluate(pred: Predicate, tokens: Sequence[str]) -> list[float]:
             lo = max(0, i - pred.context_window)
             if not any(normed[j] in context_set or (wds[j] and wds[j] in context_set) for j in range(lo, i)):
                 continue
-        out[i] = float(pred.weights.get(key, pred.default_weight))
+        out[i] = key
     return out
 
 
+def evaluate(pred: Predicate, tokens: Sequence[str]) -> list[float]:
+    """Predicted activation per token on a 0..10 scale (0 = the rule does not fire there)."""
+    return [0.0 if k is None else float(pred.weights.get(k, pred.default_weight)) for k in match_keys(pred, tokens)]
+
+
+def detection_probability(pred: Predicate, tokens: Sequence[str]) -> float:
+    """P(the latent fires somewhere in the text) if each match fires independently with its precision."""
+    silent = 1.0
+    for key in match_keys(pred, tokens):
+        if key is not None:
+            silent *= 1.0 - float(pred.precision.get(key, pred.default_precision))
+    return 1.0 - silent
+
+
 def fires(pred: Predicate, tokens: Sequence[str]) -> bool:
-    return any(v > 0 for v in evaluate(pred, tokens))
+    return any(k is not None for k in match_keys(pred, tokens))

@@ -40,6 +40,10 @@ class Predicate(_Strict):
     context_window: int = Field(default=8, ge=1, le=64)
     weights: dict[str, float] = Field(default_factory=dict)  # expected activation 0..10 per token/word/'regex'
     default_weight: float = Field(default=10.0, ge=0.0, le=10.0)
+    # how often the latent fires where the rule matches (0..1), per token/word/'regex': "fires on 'the'
+    # about 40% of the time" is part of what the explanation claims, and what detection should use
+    precision: dict[str, float] = Field(default_factory=dict)
+    default_precision: float = Field(default=1.0, ge=0.0, le=1.0)
 
     @field_validator("regex")
     @classmethod

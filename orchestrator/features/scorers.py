@@ -15,7 +15,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from orchestrator.agent.base import StepResult, Usage
-from orchestrator.features.predicate import evaluate
+from orchestrator.features.predicate import detection_probability, evaluate
 from orchestrator.features.schemas import Explanation
 
 Tokens = list[str]
@@ -59,11 +59,7 @@ class PredicateScorer:
 
     def detect(self, explanation: Explanation, examples: Sequence[Tokens]) -> StepResult[list[float]]:
         pred = self._pred(explanation)
-        out = []
-        for toks in examples:
-            peak = max(evaluate(pred, toks), default=0.0)
-            out.append(0.5 + 0.05 * peak if peak > 0 else 0.0)  # fires -> >= 0.5; stronger -> higher (for AUROC)
-        return StepResult(value=out)
+        return StepResult(value=[detection_probability(pred, toks) for toks in examples])
 
     def fuzz(self, explanation: Explanation, examples: Sequence[tuple[Tokens, list[bool]]]) -> StepResult[list[float]]:
         pred = self._pred(explanation)
