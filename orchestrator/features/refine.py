@@ -50,8 +50,14 @@ class RefineError(RuntimeError):
     """The loop could not produce an explanation at all (first explanation failed)."""
 
 
-def _key(s: ScoreSet, metric: str) -> tuple[float, float]:
-    return (s.get(metric), s.simulation)
+def _select(vals: Sequence[ScoreSet], cfg: RefineConfig) -> int:
+    """The version to keep: a later one replaces the current choice only if its validation score is
+    higher by more than ``epsilon`` (chasing val noise would swap explanations at random on test)."""
+    best = 0
+    for i in range(1, len(vals)):
+        if vals[i].get(cfg.keep_metric) > vals[best].get(cfg.keep_metric) + cfg.epsilon:
+            best = i
+    return best
 
 
 def measure_inputs(inputs: Sequence[AdversarialInput], latent: int, explanation: Explanation, measurer: Measurer,
@@ -124,7 +130,7 @@ def refine_latent(latent: LatentExamples, explainer: Explainer, scorer: Scorer, 
         val, used = score(versions[-1], latent.val, scorer, cfg.seed + len(vals))
         usage = usage + used
         vals.append(val)
-    best = max(range(len(vals)), key=lambda i: (_key(vals[i], cfg.keep_metric), i))
+    best = _select(vals, cfg)
     final = versions[best]
     test, used = score(final, latent.test, scorer, cfg.seed + 1000)
     usage = usage + used
