@@ -123,7 +123,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
-    results: dict = {}
+    target = out / "bench_features.json"
+    results: dict = json.loads(target.read_text()) if target.is_file() else {}  # stages not rerun keep their figures
     if "sae" not in skip:
         results["sae"] = stage_sae(out, args.tokens, args.reuse)
         results["sae"]["reload_identical"] = reload_identical(out)
@@ -132,10 +133,10 @@ def main() -> None:
         results["builtin"] = stage_builtin(out, args.latents)
         print(json.dumps(results["builtin"]["summary"], indent=2), flush=True)
     if "llm" not in skip:
-        results["llm"] = {nb: stage_llm_cost(out, args.llm_latents, nb) for nb in (5, 10)}
+        results["llm"] = {str(nb): stage_llm_cost(out, args.llm_latents, nb) for nb in (5, 10)}
         print(json.dumps(results["llm"], indent=2), flush=True)
-    (out / "bench_features.json").write_text(json.dumps(results, indent=2))
-    print(f"written {out / 'bench_features.json'}")
+    target.write_text(json.dumps(results, indent=2))
+    print(f"written {target}")
 
 
 if __name__ == "__main__":
