@@ -46,18 +46,19 @@ def engine_commands(task: FeatureTask, out: Path, python: str = sys.executable) 
     """The child commands that produce engine/sae (if trained here) and engine/latents.json."""
     base = [python, "-I", "-m", "engine.features"]
     t = task.train
+    n_sampled = str(task.n_latents + task.refine.n_baseline)  # extra latents feed the random-explanation pool
     build = base + ["build", "--out", str(out), "--model", task.model, "--hook", t.hook, "--tokens", str(t.n_tokens),
                     "--d-sae", str(t.d_sae), "--k", str(t.k), "--architecture", t.architecture, "--epochs", str(t.epochs),
-                    "--latents", str(task.n_latents), "--order", task.latent_order, "--quiet"]
+                    "--latents", n_sampled, "--order", task.latent_order, "--quiet"]
     tokens = str(task.corpus_tokens if task.sae else t.n_tokens)
     if task.kind == "behaviour_features":
         steps = [] if task.sae else [build]
         return steps + [base + ["attribute", "--sae", str(sae_dir(task, out.parent)), "--pairs", str(out / "pairs.json"),
                                 "--out", str(out), "--model", task.model, "--tokens", tokens,
-                                "--latents", str(task.n_latents), "--quiet"]]
+                                "--latents", n_sampled, "--quiet"]]
     if task.sae:
         return [base + ["sample", "--sae", str(sae_dir(task, out.parent)), "--out", str(out), "--model", task.model, "--tokens", tokens,
-                        "--latents", str(task.n_latents), "--order", task.latent_order, "--quiet"]]
+                        "--latents", n_sampled, "--order", task.latent_order, "--quiet"]]
     return [build]
 
 
@@ -144,9 +145,9 @@ def run_feature_task(task: FeatureTask, root: Path, *, task_text: str | None = N
     ratchet = _init_repo(task, root, task_text or json.dumps(task.model_dump(mode="json"), indent=2))
     contract_sha = sha256_file(root / "contract" / "feature_task.json")
     latent_set = LatentSet.model_validate_json((root / "engine" / "latents.json").read_text())
-    latent_set = latent_set.model_copy(update={"latents": latent_set.latents[: task.n_latents]})
     explainer, scorer = make_explainer(task, client_factory), make_scorer(task, client_factory)
-    firsts, usage = _firsts(root, latent_set, explainer)
+    firsts, usage = _firsts(root, latent_set, explainer)  # every sampled latent: the pool
+    latent_set = latent_set.model_copy(update={"latents": latent_set.latents[: task.n_latents]})
     ledger = Ledger(root / "results.jsonl")
     own = measurer is None
     measurer = measurer or SubprocessMeasurer(sae_dir(task, root), task.model, python=python)
