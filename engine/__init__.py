@@ -21,6 +21,8 @@ _EXPORTS: dict[str, str] = {
     "Scale": "engine.interventions",
     "Intervention": "engine.interventions",
     "metrics": "engine.metrics",
+    "methods": "engine.methods",
+    "circuits": "engine.circuits",
 }
 
 __all__ = sorted(_EXPORTS)

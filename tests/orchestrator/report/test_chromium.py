@@ -90,7 +90,9 @@ def chromium(tmp: Path, proxy_port: int, *args: str) -> subprocess.CompletedProc
         f"--proxy-server=http://127.0.0.1:{proxy_port}", "--proxy-bypass-list=<-loopback>",
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=5000",
     ]
-    proc = subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=180)
+    # `python -m tests` preloads OpenBLAS for MLX; Chromium's zygote dies with it preloaded.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    proc = subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
 
