@@ -150,8 +150,10 @@ def _bwrap_args(scratch: Path, hidden: list[Path], readable: list[Path], env: di
     for h in hide:
         args += ["--tmpfs", str(h)]
     made: set[Path] = set()
+    # /tmp is a private tmpfs too: a project or venv cloned under /tmp must be re-exposed like one under /root.
+    reexpose_roots = [Path("/tmp"), *hide]
     for r in readable:  # re-expose what lives under a hidden dir (e.g. python under /root/.pyenv)
-        roots = [h for h in hide if r == h or h in r.parents]
+        roots = [h for h in reexpose_roots if r == h or h in r.parents]
         if roots and not any(x == r or x in r.parents for x in hidden):
             for mid in reversed([p for p in r.parents if roots[0] in p.parents]):
                 if mid not in made:  # bubblewrap would create these 0700: unreadable for the child uid

@@ -145,3 +145,20 @@ def test_model_given_as_a_path_is_readable_inside(tmp_path: Path, scratch_root: 
         assert out.status == "ok" and "llama" in out.result.summary, out.reason
     finally:
         shutil.rmtree(model_dir)
+
+
+def test_project_under_tmp_is_re_exposed_inside_the_private_tmp(tmp_path: Path) -> None:
+    """A clone under /tmp (as CI may make) must stay readable after bubblewrap's private /tmp, while the
+    run directory inside it stays hidden."""
+    from sandbox.isolation import _bwrap_args
+
+    project = Path("/tmp/some-clone")
+    venv = project / ".venv"
+    run_dir = project / "runs" / "r1"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    args = _bwrap_args(scratch, [run_dir], [project, venv], {}, 64, 64, uid_drop=False)
+    tmpfs_tmp = max(i for i, a in enumerate(args) if a == "/tmp" and args[i - 1] == "--tmpfs")
+    bind = next(i for i in range(len(args) - 2) if args[i] == "--ro-bind" and args[i + 1] == str(project))
+    hide = next(i for i in range(len(args) - 1) if args[i] == "--tmpfs" and args[i + 1] == str(run_dir))
+    assert tmpfs_tmp < bind < hide
