@@ -135,9 +135,14 @@ def write_attacks(pred: Predicate, train: ExampleSplit, *, round: int, seed: int
                                           f"{cat}: {word!r} instead of {ex.tokens[i]!r}"):
                 made += 1
     else:
-        for ex, i in _missed(pred, train)[: per_intent * 3]:
-            if made < per_intent and add(_snippet(ex, i), "concept_without_surface", False,
-                                          f"active at {ex.tokens[i]!r}, which the rule does not name"):
+        used: set[int] = set()
+        for ex, i in _missed(pred, train):
+            if made >= per_intent:
+                break
+            if id(ex) in used:  # one snippet per example: neighbours would repeat the same text
+                continue
+            if add(_snippet(ex, i), "concept_without_surface", False, f"active at {ex.tokens[i]!r}, which the rule does not name"):
+                used.add(id(ex))
                 made += 1
     surface = _surface_tokens(pred, anchors)
     made = 0
