@@ -70,7 +70,7 @@ class _Worker:
     def __init__(self, model_ref: str, max_prompt_tokens: int, startup_timeout_s: float,
                  command: list[str] | None = None, blas_threads: int | None = None) -> None:
         self.scratch = tempfile.TemporaryDirectory(prefix="mlx-worker-")
-        cmd = command or [sys.executable, "-I", "-m", "orchestrator.providers.mlx_worker", "--model", model_ref,
+        cmd = command or [sys.executable, "-I", "-m", "engine.generate_worker", "--model", model_ref,
                           "--max-prompt-tokens", str(max_prompt_tokens)]
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""A stand-in for orchestrator.providers.mlx_worker that misbehaves on purpose (no mlx needed).
+"""A stand-in for engine.generate_worker that misbehaves on purpose (no mlx needed).
 
 Run as ``python fake_mlx_worker.py MODE [TEXT]``; MODE is one of: garbage, crash, hang, badload,
 protocol, valid, env. ``valid`` answers with TEXT (the reply after the "{" prefill); ``env`` answers

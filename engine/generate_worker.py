@@ -1,7 +1,7 @@
 """Child process for the mlx provider: loads a local instruct model and generates text on request.
 
 Why a separate process: the orchestrator never imports mlx (an MLX abort or OOM must not take the
-loop down). Run as ``python -I -m orchestrator.providers.mlx_worker --model REF``; speaks JSON lines:
+loop down). Run as ``python -I -m engine.generate_worker --model REF``; speaks JSON lines:
 stdout first carries {"ready": true, ...} (or {"ready": false, "error": ...}), then one response per
 request line on stdin: {"messages": [{"role", "content"}], "prefill": "{", "max_tokens": N,
 "deadline_s": T, "stop_at_json_end": true} -> {"ok": true, "text", "prompt_tokens", "completion_tokens",
