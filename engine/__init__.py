@@ -7,8 +7,9 @@ engine.errors) can be used without importing mlx.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from engine.lazy import lazy_attribute
 
 _EXPORTS: dict[str, str] = {
     "load_model": "engine.model",
@@ -29,8 +30,4 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    module = importlib.import_module(module_name)
-    return module if module_name.endswith("." + name) else getattr(module, name)
+    return lazy_attribute(__name__, _EXPORTS, name)

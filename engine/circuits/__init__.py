@@ -23,8 +23,9 @@ import no mlx; everything else is loaded lazily on first use.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from engine.lazy import lazy_attribute
 
 _EXPORTS: dict[str, str] = {
     "CircuitGraph": "engine.circuits.graph",
@@ -64,7 +65,4 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'engine.circuits' has no attribute {name!r}")
-    return getattr(importlib.import_module(module_name), name)
+    return lazy_attribute(__name__, _EXPORTS, name)

@@ -4,8 +4,9 @@ latent measurement. Attributes load lazily so mlx-free parts (schemas, corpus) i
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from engine.lazy import lazy_attribute
 
 _EXPORTS: dict[str, str] = {
     "cache_activations": "engine.features.caching",
@@ -26,7 +27,4 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine.features' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return lazy_attribute(__name__, _EXPORTS, name)

@@ -6,8 +6,9 @@ summary() and top(k). Entry points are imported lazily (results and components a
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from engine.lazy import lazy_attribute
 
 _EXPORTS: dict[str, str] = {
     "activation_patching": "engine.methods.patching",
@@ -41,7 +42,4 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'engine.methods' has no attribute {name!r}")
-    return getattr(importlib.import_module(module_name), name)
+    return lazy_attribute(__name__, _EXPORTS, name)
