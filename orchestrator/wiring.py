@@ -35,8 +35,11 @@ def _load(spec: str) -> Callable[..., Any]:
     return factory
 
 
-def build_agent(task: Task) -> Any:
-    """The ResearchAgent for ``task.agent.provider`` (provider errors surface before anything is created)."""
+def build_agent(task: Task, run_root: Path | None = None) -> Any:
+    """The ResearchAgent for ``task.agent.provider`` (provider errors surface before anything is created).
+
+    With ``run_root``, every LLM call is also appended to ``run_root/logs/llm_calls.jsonl``.
+    """
     if task.agent.provider == "builtin":
         try:
             from orchestrator.agent.builtin import BuiltinAgent
@@ -48,8 +51,13 @@ def build_agent(task: Task) -> Any:
         from orchestrator.providers.base import ProviderStop
     except ImportError as exc:
         raise WiringError(f"agent provider {task.agent.provider!r} is not available: {exc}") from None
+    options: dict[str, Any] = {}
+    if run_root is not None:
+        from orchestrator.providers.call_log import CallLog
+
+        options["sink"] = CallLog(Path(run_root) / "logs")
     try:
-        return make_agent(task)
+        return make_agent(task, **options)
     except ProviderStop as exc:
         raise WiringError(f"agent provider {task.agent.provider!r}: {exc}") from None
 
@@ -116,7 +124,7 @@ def build_components(task: Task, run_root: Path, spent: Usage | None = None) -> 
             raise WiringError(f"{spec} returned {type(components).__name__}, expected orchestrator.loop.Components")
         return components
     return Components(
-        agent=build_agent(remaining_budget(task, spent)),
+        agent=build_agent(remaining_budget(task, spent), run_root),
         backend=build_backend(task, run_root),
         guard=build_guard(),
         verifier=build_verifier(task, run_root),
