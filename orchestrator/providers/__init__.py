@@ -38,6 +38,8 @@ def make_agent(task: "Task", **options: Any) -> "LLMAgent":
     """
     from orchestrator.agent.llm import LLMAgent
 
+    if task.agent.provider == "anthropic":  # wait out an API outage rather than end an overnight run
+        options.setdefault("outage_patience_s", task.budgets.wall_clock_hours * 3600)
     client = make_client(task.agent.provider, task.agent.model, max_tokens=task.budgets.max_tokens,
                          max_dollars=task.budgets.max_dollars, **options)
     # Local models have small contexts and slow prefill: only the executor reads the engine guide.

@@ -131,6 +131,8 @@ class AnthropicClient:
         backoff_max_s: float = 60.0,
         retry_after_cap_s: float = 120.0,
         max_consecutive_failures: int = 3,
+        outage_patience_s: float = 0.0,
+        outage_probe_s: tuple[float, float] = (60.0, 900.0),
     ) -> None:
         key = os.environ.get(api_key_env, "").strip()
         if not key:
@@ -152,6 +154,12 @@ class AnthropicClient:
         self.retry_after_cap_s = retry_after_cap_s
         self.max_consecutive_failures = max_consecutive_failures
         self._consecutive_failures = 0
+        # An overnight run should outlive an API outage: after max_consecutive_failures, wait and probe
+        # (first, then doubling up to the second of outage_probe_s) for up to outage_patience_s before stopping.
+        self.outage_patience_s = outage_patience_s
+        self.outage_probe_s = outage_probe_s
+        self._outage_started: float | None = None
+        self._sleep = time.sleep  # tests substitute a recorder
         self._secret = key  # only for redacting error text
         self._sdk = anthropic.Anthropic(
             api_key=key, base_url=base_url, max_retries=0,
@@ -238,16 +246,22 @@ class AnthropicClient:
             )
             if self.temperature is not None:  # not a named argument in this SDK version
                 kwargs["extra_body"] = {"temperature": self.temperature}
-            try:
-                msg, retries = self._create(role, **kwargs)
-            except _CallFailed as failed:
-                if isinstance(failed.error, (anthropic.AuthenticationError, anthropic.PermissionDeniedError,
-                                             anthropic.NotFoundError)):
-                    raise ProviderConfigError(
-                        f"anthropic API refused the request ({self._describe(failed.error)}): "
-                        f"check the model name {self.model!r} and the API key", usage=total) from None
-                return self._failed_call(role, repair, total, failed, started)
+            while True:
+                try:
+                    msg, retries = self._create(role, **kwargs)
+                    break
+                except _CallFailed as failed:
+                    if isinstance(failed.error, (anthropic.AuthenticationError, anthropic.PermissionDeniedError,
+                                                 anthropic.NotFoundError)):
+                        raise ProviderConfigError(
+                            f"anthropic API refused the request ({self._describe(failed.error)}): "
+                            f"check the model name {self.model!r} and the API key", usage=total) from None
+                    step = self._failed_call(role, repair, total, failed, started)
+                    if step is not None:
+                        return step
+                    started = time.monotonic()  # waited out part of an outage: probe with the same request
             self._consecutive_failures = 0
+            self._outage_started = None
             usage = _usage(msg, self.pricing)
             total = total + usage
             value, error = self._read(msg, tool, schema)
@@ -261,6 +275,18 @@ class AnthropicClient:
                 return StepResult(value=value, usage=total)
             messages.extend(self._repair_turn(msg, tool, error or "invalid output"))
         return StepResult(usage=total, error=f"{role}: invalid output after {max_repairs} repair turn(s): {error}")
+
+    def _outage_wait(self) -> float:
+        """Seconds to wait before the next probe, or 0 when the outage has outlasted the patience."""
+        now = time.monotonic()
+        if self._outage_started is None:
+            self._outage_started = now
+        left = self.outage_patience_s - (now - self._outage_started)
+        if left <= 0:
+            return 0.0
+        first, cap = self.outage_probe_s
+        probes = self._consecutive_failures - self.max_consecutive_failures
+        return min(first * 2 ** probes, cap, left)
 
     def _read(self, msg: Any, tool: str, schema: type[M]) -> tuple[M | None, str | None]:
         block = next((b for b in msg.content if b.type == "tool_use" and b.name == tool), None)
@@ -286,8 +312,10 @@ class AnthropicClient:
             turns.append({"role": "user", "content": [{"type": "text", "text": ask}]})
         return turns
 
-    def _failed_call(self, role: str, repair: int, total: Usage, failed: "_CallFailed", started: float) -> StepResult[Any]:
-        """Retries exhausted (or a non-retryable request error): a failed step, or a stop if it keeps happening."""
+    def _failed_call(self, role: str, repair: int, total: Usage, failed: "_CallFailed",
+                     started: float) -> StepResult[Any] | None:
+        """Retries exhausted (or a non-retryable request error): a failed step; None after waiting out part of
+        an outage (the caller probes again with the same request); a stop once the outage outlasts the patience."""
         detail = f"{self._describe(failed.error)} [{failed.attempts} attempt(s)]"
         self._consecutive_failures += 1
         self.ledger.record(CallRecord(provider=self.name, model=self.model, role=role, repair=repair,
@@ -296,7 +324,15 @@ class AnthropicClient:
         log.error("llm.call_failed", provider=self.name, role=role, error=detail,
                   consecutive=self._consecutive_failures)
         if self._consecutive_failures >= self.max_consecutive_failures:
+            wait = self._outage_wait()
+            if wait > 0:
+                log.warning("llm.outage_wait", provider=self.name, role=role, wait_s=round(wait, 1),
+                            outage_s=round(time.monotonic() - (self._outage_started or 0.0), 1),
+                            patience_s=self.outage_patience_s)
+                self._sleep(wait)
+                return None
             raise ProviderUnavailable(
-                f"anthropic API failed on {self._consecutive_failures} consecutive calls after retries; last: {detail}",
+                f"anthropic API failed on {self._consecutive_failures} consecutive calls after retries "
+                f"(outage patience {self.outage_patience_s:.0f} s spent); last: {detail}",
                 usage=total)
         return StepResult(usage=total, error=f"{role}: anthropic call failed after retries: {detail}")

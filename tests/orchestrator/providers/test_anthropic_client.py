@@ -116,6 +116,50 @@ def test_retries_are_bounded_then_failed_step_then_stop(fake_server: fk.FakeAnth
     assert client.ledger.total().calls == 0  # failed attempts are not billed
 
 
+def test_an_outage_is_waited_out_within_the_patience(fake_server: fk.FakeAnthropic,
+                                                     make_client: Callable[..., AnthropicClient]) -> None:
+    # 2 failed steps, then the 3rd consecutive failure starts the outage wait: probes at 1, 2, 4 s (recorded, not
+    # slept); the API comes back on the 3rd probe and the same request succeeds.
+    fake_server.push(*[fk.overloaded() for _ in range(2 * 3 + 3 * 3)], fk.tool_use(GOOD_PLAN))
+    client = make_client(max_retries=2, max_consecutive_failures=3, outage_patience_s=3600, outage_probe_s=(1.0, 3.0))
+    waits: list[float] = []
+    client._sleep = waits.append
+    assert call(client).value is None and call(client).value is None
+    third = call(client)
+    assert third.error is None and third.value is not None
+    assert waits == [1.0, 2.0, 3.0]  # doubling, capped by the second of outage_probe_s
+    assert len(fake_server.requests) == 16 and client._outage_started is None
+    assert [r.outcome for r in client.ledger.records] == ["error"] * 5 + ["ok"]
+
+
+def test_an_outage_longer_than_the_patience_stops_the_run(fake_server: fk.FakeAnthropic,
+                                                         make_client: Callable[..., AnthropicClient],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_server.push(*[fk.overloaded() for _ in range(30)])
+    client = make_client(max_retries=0, max_consecutive_failures=1, outage_patience_s=100, outage_probe_s=(40.0, 40.0))
+    clock = [1000.0]
+    monkeypatch.setattr("orchestrator.providers.anthropic_client.time.monotonic", lambda: clock[0])
+    waits: list[float] = []
+
+    def sleep(s: float) -> None:
+        waits.append(s)
+        clock[0] += s
+
+    client._sleep = sleep
+    with pytest.raises(ProviderUnavailable) as stop:
+        call(client)
+    assert waits == [40.0, 40.0, 20.0] and "patience 100 s" in str(stop.value)
+
+
+def test_make_agent_gives_anthropic_the_wall_clock_budget_as_outage_patience(fake_server: fk.FakeAnthropic) -> None:
+    from orchestrator.providers import make_agent
+    from orchestrator.task import Task
+
+    task = Task.model_validate({"name": "t", "question": "q", "generator": {"family": "ioi", "n": 4, "seed": 1},
+                                "agent": {"provider": "anthropic"}, "budgets": {"wall_clock_hours": 8}})
+    assert make_agent(task, base_url=fake_server.base_url).client.outage_patience_s == 8 * 3600
+
+
 def test_bad_request_is_not_retried(fake_server: fk.FakeAnthropic, make_client: Callable[..., AnthropicClient]) -> None:
     fake_server.push(fk.error(400, "invalid_request_error", "prompt is too long"))
     result = call(make_client())
