@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _open(path: Path) -> RunDir:
+    from orchestrator.features.cli import is_feature_run
+
+    if is_feature_run(path):  # a feature run has no prompt-pair contract; status/review/report read it alike
+        return RunDir(path)
     try:
         return open_run_dir(path)
     except RunDirError as exc:
@@ -124,7 +128,21 @@ def _end_of_run_report(run: RunDir) -> None:
     print("report: " + ", ".join(str(p) for p in paths), file=sys.stderr)
 
 
+def _feature(call) -> int:
+    """Run a feature-task command (orchestrator/features/cli.py), mapping its errors to ours."""
+    from orchestrator.features.cli import FeatureCliError
+
+    try:
+        return call()
+    except FeatureCliError as exc:
+        raise CliError(str(exc), exc.code) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator.features import cli as features
+
+    if features.is_feature_task_file(args.task):  # kind: explain_sae | behaviour_features
+        return _feature(lambda: features.run(args.task, args.run_dir, args.runs_root, args.quiet))
     try:
         task = load_task(args.task)
     except TaskError as exc:
@@ -147,6 +165,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from orchestrator.features import cli as features
+
+    d = args.run_dir
+    if (d / "contract" / "feature_task.json").is_file() or ((d / "engine").is_dir() and not (d / "contract" / "contract.lock").exists()):
+        return _feature(lambda: features.resume(args.run_dir, args.quiet))
     run = _open(args.run_dir)
     task = _stored_task(run)
     return _drive(run, task, _components(task, run.root), args.quiet)
@@ -198,6 +221,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     match = re.match(r"^(?:.*/)?0*(\d+)(?:-[a-z0-9-]*)?(?:\.md)?$", args.finding)
     if match is None:
         raise CliError(f"finding {args.finding!r}: give an attempt number (e.g. 3) or findings/NNNN-slug.md", EXIT_INPUT)
+    from orchestrator.features import cli as features
+
+    if features.is_feature_run(run.root):  # re-scored by the trusted feature verifier child
+        confirmed, lines = _feature(lambda: features.verify(run.root, int(match.group(1))))
+        print("\n".join(lines))
+        return EXIT_OK if confirmed else EXIT_FAIL
     task = _stored_task(run)
     try:  # only the verifier: `verify` must work without an agent provider's credentials
         verifier = build_components(task, run.root).verifier if os.environ.get(WIRING_ENV) else build_verifier(task, run.root)

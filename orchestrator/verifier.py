@@ -15,6 +15,7 @@ from orchestrator.interfaces import VerificationResult, VerifyRequest
 from orchestrator.task import Task
 from sandbox import verifier as sandbox_verifier
 from sandbox.schemas import Claim, ResourceLimits
+from sandbox.schemas import VerificationResult as MeasuredClaim
 
 
 def _not_kept(reason: str, n_pairs: int = 0) -> VerificationResult:
@@ -33,7 +34,7 @@ class SubprocessVerifier:
         self.limits = ResourceLimits(timeout_s=max(120.0, 3 * task.sandbox.timeout_s),
                                      memory_mb=max(64, int(task.sandbox.memory_gb * 1024)))
 
-    def _measure(self, claim: Claim, run_dir: Path):
+    def _measure(self, claim: Claim, run_dir: Path) -> MeasuredClaim:
         try:
             return sandbox_verifier.verify_claim(run_dir, claim, n_null=self.n_null, limits=self.limits)
         except sandbox_verifier.ContractViolation:
@@ -41,26 +42,37 @@ class SubprocessVerifier:
             return sandbox_verifier.verify_claim(run_dir, claim, n_null=self.n_null, limits=self.limits)
 
     def verify(self, claim: Claim, attempt: VerifyRequest) -> VerificationResult:
-        measured = self._measure(claim, attempt.run_dir)
-        if measured.status != "ok":
-            return _not_kept(f"verification failed: {measured.reason}")
-        nulls = [x for draws in measured.null_effects.values() for draw in draws for x in draw]
         try:
-            verdict = decide(
-                measured.effects, nulls, claim_direction=claim.expected_direction, min_effect=claim.min_effect,
-                alpha=attempt.alpha, prior_p_values=attempt.prior_p_values, correction=attempt.correction,
-                seed=attempt.seed * 1000 + attempt.attempt * 10 + attempt.claim_index,
-                n_bootstrap=attempt.bootstrap,
-            )
-        except AnalysisError as exc:
-            return _not_kept(f"statistics could not be computed: {exc}", measured.n_pairs)
-        # The figure the decision compares against: the mean effect of null interventions of the same shape
-        # (its spread is in details.verdict.noise_floor_std).
-        floor = verdict.noise_floor_mean
-        return VerificationResult(
-            kept=verdict.kept, effect=verdict.effect, ci_low=verdict.ci_low, ci_high=verdict.ci_high,
-            p_value=verdict.p_value, adjusted_p=verdict.adjusted_p, noise_floor=floor, n_pairs=verdict.n_pairs,
-            reason=verdict.reason, statement=claim.statement,
-            details={"verdict": verdict.model_dump(mode="json"), "excluded_pairs": measured.excluded_pairs,
-                     "notes": measured.notes, "n_null": verdict.n_null},
+            measured = self._measure(claim, attempt.run_dir)
+        except sandbox_verifier.NoiseFloorMismatch as exc:  # recorded as a failed verification, never kept
+            return _not_kept(f"verification failed: {exc}")
+        return judge(claim, measured, attempt)
+
+
+def judge(claim: Claim, measured: MeasuredClaim, attempt: VerifyRequest) -> VerificationResult:
+    """The decision on a measured claim: bootstrap CI, permutation test against its null draws (the cached
+    noise floor of its family), multiplicity correction over the run's claims. Deterministic given the
+    request's seed, attempt and claim index, so `verify` reproduces the loop's figures."""
+    if measured.status != "ok":
+        return _not_kept(f"verification failed: {measured.reason}")
+    nulls = [x for draws in measured.null_effects.values() for draw in draws for x in draw]
+    try:
+        verdict = decide(
+            measured.effects, nulls, claim_direction=claim.expected_direction, min_effect=claim.min_effect,
+            alpha=attempt.alpha, prior_p_values=attempt.prior_p_values, correction=attempt.correction,
+            seed=attempt.seed * 1000 + attempt.attempt * 10 + attempt.claim_index,
+            n_bootstrap=attempt.bootstrap,
         )
+    except AnalysisError as exc:
+        return _not_kept(f"statistics could not be computed: {exc}", measured.n_pairs)
+    # The figure the decision compares against: the mean effect of null interventions of the same shape
+    # (its spread is in details.verdict.noise_floor_std).
+    floor = verdict.noise_floor_mean
+    return VerificationResult(
+        kept=verdict.kept, effect=verdict.effect, ci_low=verdict.ci_low, ci_high=verdict.ci_high,
+        p_value=verdict.p_value, adjusted_p=verdict.adjusted_p, noise_floor=floor, n_pairs=verdict.n_pairs,
+        reason=verdict.reason, statement=claim.statement,
+        details={"verdict": verdict.model_dump(mode="json"), "excluded_pairs": measured.excluded_pairs,
+                 "notes": measured.notes, "n_null": verdict.n_null,
+                 "null_draws": {m: len(d) for m, d in measured.null_effects.items()}},
+    )

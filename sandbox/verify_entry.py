@@ -34,15 +34,18 @@ def _groups(model: Any, pairs: list[Any]) -> tuple[dict[int, list[int]], list[in
     return groups, left_out, notes
 
 
-def _randomised(claim: Any, cfg: Any, n_pos: int, rng: Any) -> list[Any]:
-    """The claim's interventions moved to random layers / heads (or positions when neither applies)."""
+def _randomised(claim: Any, cfg: Any, n_pos: int, rng: Any, include_own: bool = False) -> list[Any]:
+    """The claim's interventions moved to random layers / heads (or positions when neither applies).
+
+    ``include_own``: draw over every layer, the claim's own included (a family shared by claims at
+    different layers; the parent leaves out draws that touch the claim's components)."""
     out = []
     for iv in claim.interventions:
         update: dict[str, Any] = {}
         m = LAYER_HOOK.match(iv.hook)
         if m and cfg.n_layers > 1:
             layer = int(m.group(1))
-            choices = [x for x in range(cfg.n_layers) if x != layer]
+            choices = [x for x in range(cfg.n_layers) if include_own or x != layer]
             update["hook"] = f"blocks.{int(rng.choice(choices))}.{m.group(2)}"
         if iv.heads:
             n_heads = cfg.n_kv_heads if iv.hook.endswith(("hook_k", "hook_v")) else cfg.n_heads
@@ -52,6 +55,18 @@ def _randomised(claim: Any, cfg: Any, n_pos: int, rng: Any) -> list[Any]:
             update["positions"] = sorted(int(p) for p in rng.choice(n_pos, size=min(len(iv.positions), n_pos),
                                                                      replace=False))
         out.append(iv.model_copy(update=update))
+    return out
+
+
+def _random_direction(claim: Any, rng: Any) -> list[Any]:
+    """Every steering vector replaced by a random direction of the same norm (other interventions kept)."""
+    out = []
+    for iv in claim.interventions:
+        if iv.kind == "steer":
+            v = rng.standard_normal(len(iv.vector))
+            norm = sum(x * x for x in iv.vector) ** 0.5
+            iv = iv.model_copy(update={"vector": [float(x) for x in v * (norm / float((v @ v) ** 0.5))]})
+        out.append(iv)
     return out
 
 
@@ -69,6 +84,7 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
     import engine
     from engine.interventions import needs_reference, needs_source
     from sandbox.metric import per_pair
+    from sandbox.noise_floor import location
     from sandbox.schemas import Claim, PromptPair
 
     claim = Claim.model_validate(request["claim"])
@@ -78,16 +94,32 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
     model = engine.load_model(request["model"])
     load_s = time.perf_counter() - t
     groups, excluded, notes = _groups(model, pairs)
-    rng = np.random.default_rng(seed)
-    modes = [m for m in request["null_modes"] if m in ("random_components", "shuffled_source")]
+    # One generator per null mode (seeded by the parent per null family), so a family's draws do not
+    # depend on which other modes are measured in the same call.
+    seeds = request.get("mode_seeds") or {}
+    rngs = {m: np.random.default_rng(int(seeds.get(m, seed))) for m in request["null_modes"]}
+    counts = {m: int((request.get("null_counts") or {}).get(m, n_null)) for m in request["null_modes"]}
+    include_own = bool(request.get("include_own", False))
+    modes = [m for m in request["null_modes"] if m in ("random_components", "shuffled_source", "random_direction")]
     if "shuffled_source" in modes and not (needs_source(claim.interventions) or needs_reference(claim.interventions)):
         modes.remove("shuffled_source")
         notes.append("shuffled_source null skipped: the claim uses no source or reference activations")
     if "shuffled_source" in modes and any(len(ix) < 2 for ix in groups.values()):
         modes.remove("shuffled_source")
         notes.append("shuffled_source null skipped: some token-length group has a single pair")
+    if "random_direction" in modes and not any(iv.kind == "steer" for iv in claim.interventions):
+        modes.remove("random_direction")
+        notes.append("random_direction null skipped: the claim steers along no vector")
     rows: dict[str, list[float]] = defaultdict(list)
-    null: dict[str, list[list[float]]] = {m: [[] for _ in range(n_null)] for m in modes}
+    null: dict[str, list[list[float]]] = {m: [[] for _ in range(counts[m])] for m in modes}
+    # Location-moving draws are fixed before the groups, so draw k is one location on every pair.
+    min_pos = min(groups) if groups else 1
+    moved = {m: [(_randomised(claim, model.cfg, min_pos, rngs[m], include_own) if m == "random_components"
+                  else _random_direction(claim, rngs[m])) for _ in range(counts[m])]
+             for m in modes if m in ("random_components", "random_direction")}
+    locations = {m: [location(d) for d in draws] for m, draws in moved.items()}
+    if "shuffled_source" in modes:
+        locations["shuffled_source"] = [location(claim.interventions)] * counts["shuffled_source"]
     used: list[int] = []
     for n_pos, idx in sorted(groups.items()):
         group = [pairs[i] for i in idx]
@@ -120,11 +152,12 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
             rows[name] += [vals[j] for j in keep]
         rows["deltas"] += delta(m_int)
         used += [idx[j] for j in keep]
-        for k in range(n_null):
-            if "random_components" in null:
-                null["random_components"][k] += delta(run(_randomised(claim, model.cfg, n_pos, rng)))
-            if "shuffled_source" in null:
-                null["shuffled_source"][k] += delta(run(claim.interventions, _derangement(len(idx), rng)))
+        for m, draws in moved.items():
+            for k, interventions in enumerate(draws):
+                null[m][k] += delta(run(interventions))
+        if "shuffled_source" in null:
+            for k in range(counts["shuffled_source"]):
+                null["shuffled_source"][k] += delta(run(claim.interventions, _derangement(len(idx), rngs["shuffled_source"])))
     # Normalise by the mean clean-corrupted gap over all held-out pairs, not each pair's own gap:
     # a pair whose gap is near zero would otherwise turn a small change into an unbounded effect.
     scale = 1.0
@@ -141,6 +174,7 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
     return {"status": "ok", "metric": metric, "n_pairs": len(used), "effects": rows["effects"],
             "target_metric": rows["target"], "intervened_metric": rows["intervened"],
             "clean_metric": rows["clean"], "corrupted_metric": rows["corrupted"], "null_effects": null,
+            "null_locations": locations,
             "excluded_pairs": sorted(excluded), "notes": notes, "seed": seed, "normaliser": scale,
             "durations": {"model_load_s": load_s}}
 

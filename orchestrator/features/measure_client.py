@@ -24,22 +24,26 @@ class MeasureError(RuntimeError):
     """The measurement server failed to start, answered with an error, or went silent."""
 
 
-class SubprocessMeasurer:
-    """``measure(latent, texts)`` via ``python -m engine.features.server``; use as a context manager."""
+class LineChild:
+    """A trusted child speaking one JSON line in, one JSON line out, after a ready banner.
 
-    def __init__(self, sae_dir: str | Path, model: str = "smollm2-135m", *, hook: str | None = None,
-                 python: str = sys.executable, start_timeout: float = 300.0, timeout: float = 300.0,
-                 cwd: str | Path | None = None, command: list[str] | None = None) -> None:
-        self.sae_dir, self.model, self.hook = str(sae_dir), model, hook
-        self.command = command  # replaces the server command line (tests use a fake server)
-        self.python, self.start_timeout, self.timeout = python, start_timeout, timeout
+    Started with ``python -I`` in its own session; API keys are removed from its environment unless
+    ``keep_keys`` (an LLM scorer in the trusted verifier needs its provider's key). Reads are bounded
+    by a deadline and a line size, so a dead or silent child is an error, never a hang.
+    """
+
+    what = "child process"
+
+    def __init__(self, command: list[str], *, start_timeout: float = 300.0, timeout: float = 300.0,
+                 cwd: str | Path | None = None, keep_keys: bool = False) -> None:
+        self.command, self.start_timeout, self.timeout = command, start_timeout, timeout
         self.cwd = str(cwd) if cwd else None
+        self.keep_keys = keep_keys
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
-        self.calls = 0
-        self.texts = 0
+        self.banner: dict = {}
 
-    def __enter__(self) -> "SubprocessMeasurer":
+    def __enter__(self):
         self.start()
         return self
 
@@ -48,19 +52,21 @@ class SubprocessMeasurer:
 
     def start(self) -> dict:
         if self._proc is not None:
-            return {}
-        cmd = [self.python, "-I", "-m", "engine.features.server", "--model", self.model, "--sae", self.sae_dir]
-        if self.hook:
-            cmd += ["--hook", self.hook]
-        cmd = self.command or cmd
-        env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN", "_SECRET"))}
+            return self.banner
+        env = dict(os.environ) if self.keep_keys else {
+            k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN", "_SECRET"))}
         env.update(blas_env(env))
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        self._proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       env=env, cwd=self.cwd, start_new_session=True)
-        banner = json.loads(self._readline(self.start_timeout, "starting"))
-        if not banner.get("ready"):
+        try:
+            banner = json.loads(self._readline(self.start_timeout, "starting"))
+        except json.JSONDecodeError as exc:
+            self.close(kill=True)
+            raise MeasureError(f"{self.what} wrote a banner that is not JSON: {exc}") from None
+        if not isinstance(banner, dict) or not banner.get("ready"):
             self.close()
-            raise MeasureError(f"measurement server did not start: {banner.get('error', banner)}")
+            raise MeasureError(f"{self.what} did not start: {banner.get('error', banner) if isinstance(banner, dict) else banner}")
+        self.banner = banner
         return banner
 
     def _readline(self, timeout: float, doing: str) -> bytes:
@@ -73,18 +79,18 @@ class SubprocessMeasurer:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.close(kill=True)
-                    raise MeasureError(f"measurement server silent for {timeout:.0f}s while {doing}; it was stopped")
+                    raise MeasureError(f"{self.what} silent for {timeout:.0f}s while {doing}; it was stopped")
                 if not sel.select(timeout=min(left, 1.0)):
                     continue
                 chunk = os.read(self._proc.stdout.fileno(), 1 << 20)
                 if not chunk:
                     err = self._stderr_tail()
                     self.close()
-                    raise MeasureError(f"measurement server exited while {doing}: {err or 'no error output'}")
+                    raise MeasureError(f"{self.what} exited while {doing}: {err or 'no error output'}")
                 self._buffer += chunk
                 if len(self._buffer) > MAX_LINE:
                     self.close(kill=True)
-                    raise MeasureError("measurement server sent an oversized line; it was stopped")
+                    raise MeasureError(f"{self.what} sent an oversized line; it was stopped")
         finally:
             sel.close()
         line, self._buffer = self._buffer.split(b"\n", 1)
@@ -99,34 +105,21 @@ class SubprocessMeasurer:
         except subprocess.TimeoutExpired:
             return ""
 
-    def measure_many(self, latents: Sequence[int], texts: Sequence[str]) -> MeasureResponse:
+    def request(self, payload: bytes, doing: str) -> bytes:
+        """Send one line, return the answer line."""
         self.start()
         assert self._proc is not None and self._proc.stdin is not None
-        request = MeasureRequest(texts=list(texts), latents=list(latents))
         try:
-            self._proc.stdin.write(request.model_dump_json().encode() + b"\n")
+            self._proc.stdin.write(payload + b"\n")
             self._proc.stdin.flush()
         except BrokenPipeError as exc:
             err = self._stderr_tail()
             self.close()
-            raise MeasureError(f"measurement server is gone: {err}") from exc
-        response = MeasureResponse.model_validate_json(self._readline(self.timeout, f"measuring {len(texts)} texts"))
-        if response.error or response.results is None:
-            raise MeasureError(f"measurement server error: {response.error}")
-        self.calls += 1
-        self.texts += len(texts)
-        return response
-
-    def measure(self, latent: int, texts: Sequence[str]) -> list[Example]:
-        out: list[Example] = []
-        for start in range(0, len(texts), 128):
-            response = self.measure_many([latent], texts[start : start + 128])
-            for item in response.results or []:
-                out.append(Example(tokens=item.tokens, acts=item.acts[latent], kind="adversarial"))
-        return out
+            raise MeasureError(f"{self.what} is gone: {err}") from exc
+        return self._readline(self.timeout, doing)
 
     def close(self, kill: bool = False) -> None:
-        """End the server: close its stdin and wait (it exits on EOF), or kill its process group at once."""
+        """End the child: close its stdin and wait (it exits on EOF), or kill its process group at once."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -143,3 +136,39 @@ class SubprocessMeasurer:
         except ProcessLookupError:
             pass  # already gone
         proc.wait(timeout=10)
+
+
+class SubprocessMeasurer(LineChild):
+    """``measure(latent, texts)`` via ``python -m engine.features.server``; use as a context manager."""
+
+    what = "measurement server"
+
+    def __init__(self, sae_dir: str | Path, model: str = "smollm2-135m", *, hook: str | None = None,
+                 python: str = sys.executable, start_timeout: float = 300.0, timeout: float = 300.0,
+                 cwd: str | Path | None = None, command: list[str] | None = None) -> None:
+        self.sae_dir, self.model, self.hook, self.python = str(sae_dir), model, hook, python
+        cmd = [python, "-I", "-m", "engine.features.server", "--model", model, "--sae", self.sae_dir]
+        if hook:
+            cmd += ["--hook", hook]
+        # ``command`` replaces the server command line (tests use a fake server)
+        super().__init__(command or cmd, start_timeout=start_timeout, timeout=timeout, cwd=cwd)
+        self.calls = 0
+        self.texts = 0
+
+    def measure_many(self, latents: Sequence[int], texts: Sequence[str]) -> MeasureResponse:
+        request = MeasureRequest(texts=list(texts), latents=list(latents))
+        line = self.request(request.model_dump_json().encode(), f"measuring {len(texts)} texts")
+        response = MeasureResponse.model_validate_json(line)
+        if response.error or response.results is None:
+            raise MeasureError(f"measurement server error: {response.error}")
+        self.calls += 1
+        self.texts += len(texts)
+        return response
+
+    def measure(self, latent: int, texts: Sequence[str]) -> list[Example]:
+        out: list[Example] = []
+        for start in range(0, len(texts), 128):
+            response = self.measure_many([latent], texts[start : start + 128])
+            for item in response.results or []:
+                out.append(Example(tokens=item.tokens, acts=item.acts[latent], kind="adversarial"))
+        return out

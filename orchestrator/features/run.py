@@ -6,17 +6,19 @@ Layout (DESIGN.md section 4, feature flavour):
   contract/feature_task.json       the task and the sha256 of the SAE weights and held-out examples
   engine/                          cache, SAE (SAELens layout), latents.json — ignored by git (large)
   results/NNNN.json                {"result": {"summary", "measurements": {"feature_cards", "outcome"}}}
+  contract/first_explanations.json first explanations of every sampled latent (the random-explanation pool)
   findings/NNNN-latent-L.md        a kept explanation: every round, adversarial input and score
   results.jsonl                    the ledger (kept and discarded latents alike)
-  state/first_explanations.json    first explanations (the random-explanation pool), for resume
+  state.json                       the main loop's RunState (status, completed, kept, usage), for status/report
 Resume = run again on the same directory: latents already in the ledger are skipped.
+Keep decisions come from the trusted verifier child (orchestrator/features/verify.py, trust boundary
+described there); the loop's own scores are replaced by its verdict before anything is recorded.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -30,12 +32,18 @@ from orchestrator.features.batch import FeatureSummary, first_explanations, summ
 from orchestrator.features.findings import feature_card, finding_markdown
 from orchestrator.features.measure_client import SubprocessMeasurer
 from orchestrator.features.refine import Measurer, refine_latent
-from orchestrator.features.schemas import Explanation, LatentOutcome
+from orchestrator.features.schemas import Explanation, LatentOutcome, Verdict
 from orchestrator.features.task import FeatureTask, make_explainer, make_scorer
+from orchestrator.features.verify import TrustedVerifier, VerifyRequest, baseline_pool, pinned_paths
 from orchestrator.fsutil import atomic_write_json, atomic_write_text, sha256_file
 from orchestrator.ledger import Ledger, LedgerEntry
 from orchestrator.ratchet import Ratchet
-from orchestrator.rundir import utc_now, utc_stamp
+from orchestrator.rundir import RunDir, RunLock, utc_now, utc_stamp
+from orchestrator.state import RunState, StateStore
+
+
+# JSON argv of a stand-in measurement server (tests: no mlx); like ORCH_COMPONENTS for research runs
+MEASURE_ENV = "ORCH_FEATURE_MEASURE_COMMAND"
 
 
 class FeatureRunError(RuntimeError):
@@ -97,16 +105,15 @@ def sae_dir(task: FeatureTask, root: Path) -> Path:
 
 
 def _init_repo(task: FeatureTask, root: Path, task_text: str) -> Ratchet:
+    """The contract commit: the task and the sha256 of every file the trusted verifier relies on
+    (held-out examples, SAE, random-explanation pool), pinned before any explanation is refined."""
     if (root / ".git").exists():
         return Ratchet(root)
     sae = sae_dir(task, root)
     contract = {
         "task": json.loads(task.model_dump_json()),
-        "sha256": {
-            "latents.json": sha256_file(root / "engine" / "latents.json"),
-            "sae_weights.safetensors": sha256_file(sae / "sae_weights.safetensors"),
-            "cfg.json": sha256_file(sae / "cfg.json"),
-        },
+        "sae_dir": str(sae),
+        "sha256": {name: sha256_file(path) for name, path in pinned_paths(root, sae).items()},
     }
     for sub in ("contract", "results", "findings", "state", "logs"):
         (root / sub).mkdir(exist_ok=True)
@@ -114,44 +121,78 @@ def _init_repo(task: FeatureTask, root: Path, task_text: str) -> Ratchet:
     atomic_write_text(root / "program.md", f"# Feature task: {task.name}\n\n{task.question.strip()}\n\n"
                       f"Explain {task.n_latents} latents ({task.latent_order}) of `{sae}`; explainer "
                       f"{task.explainer.provider}, scorer {task.scorer.provider}; keep rule: held-out "
-                      f"{task.refine.keep_metric} >= baseline + {task.refine.keep_sigma:g} sigma.\n")
+                      f"{task.refine.keep_metric} >= baseline + {task.refine.keep_sigma:g} sigma, decided by the "
+                      "trusted verifier (orchestrator/features/verify.py).\n")
     atomic_write_json(root / "contract" / "feature_task.json", contract)
     ratchet = Ratchet.init(root, ["contract", "task.yaml", "program.md"], f"contract: {task.name}\n\nFeature task setup.\n")
     exclude = Path(ratchet.repo.git_dir) / "info" / "exclude"
-    exclude.write_text(exclude.read_text() + "/engine/\n")
+    exclude.write_text(exclude.read_text() + "/engine/\n/state/\n/.lock\n")
     return ratchet
 
 
 def _firsts(root: Path, latent_set: LatentSet, explainer) -> tuple[dict[int, Explanation], Usage]:
-    path = root / "state" / "first_explanations.json"
+    """First explanations of every sampled latent (the random-explanation pool), written into contract/
+    before the contract commit, so the baseline cannot move once refinement has begun."""
+    path = root / "contract" / "first_explanations.json"
     if path.is_file():
         raw = json.loads(path.read_text())
         return {int(k): Explanation.model_validate(v) for k, v in raw.items()}, Usage()
+    if (root / ".git").exists():
+        raise FeatureRunError(f"{root}: contract/first_explanations.json is missing although the contract was committed; "
+                              "restore it with `git checkout findings -- contract`")
     firsts, usage, errors = first_explanations(latent_set, explainer)
     if not firsts:
         raise FeatureRunError(f"no latent got a first explanation: {list(errors.values())[:3]}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, {str(k): v.model_dump(mode="json") for k, v in firsts.items()})
     return firsts, usage
 
 
+def _save_state(root: Path, task: FeatureTask, **fields) -> RunState:
+    """state.json in the main loop's format, so `status`, `review` and the report read a feature run too."""
+    store = StateStore(root)
+    state = store.load() if store.exists() else RunState(run_id=root.name, task_name=task.name, seed=task.seed)
+    state = state.model_copy(update={**fields, "updated_at": utc_now()})
+    store.save(state)
+    return state
+
+
 def run_feature_task(task: FeatureTask, root: Path, *, task_text: str | None = None, python: str = sys.executable,
-                     client_factory=None, measurer: Measurer | None = None,
-                     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> FeatureSummary:
-    """Run (or resume) ``task`` in ``root``; returns the summary over every latent in the ledger."""
-    started = time.perf_counter()
+                     client_factory=None, measurer: Measurer | None = None, verifier=None,
+                     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+                     on_latent: Callable[[int, int, int, LatentOutcome | None, RunState], None] | None = None) -> FeatureSummary:
+    """Run (or resume) ``task`` in ``root``; returns the summary over every latent in the ledger.
+
+    ``verifier`` (default: a TrustedVerifier child on this run) decides what is kept; ``on_latent``
+    sees (index, total, latent, outcome or None before it starts, state) for progress output.
+    """
     root.mkdir(parents=True, exist_ok=True)
+    with RunLock(RunDir(root)):
+        return _run_locked(task, root, task_text, python, client_factory, measurer, verifier, log, on_latent)
+
+
+def _run_locked(task, root, task_text, python, client_factory, measurer, verifier, log, on_latent) -> FeatureSummary:
+    started = time.perf_counter()
     log(f"[features] engine step -> {root / 'engine'}")
     run_engine(task, root, python)
-    ratchet = _init_repo(task, root, task_text or json.dumps(task.model_dump(mode="json"), indent=2))
-    contract_sha = sha256_file(root / "contract" / "feature_task.json")
     latent_set = LatentSet.model_validate_json((root / "engine" / "latents.json").read_text())
     explainer, scorer = make_explainer(task, client_factory), make_scorer(task, client_factory)
     firsts, usage = _firsts(root, latent_set, explainer)  # every sampled latent: the pool
+    ratchet = _init_repo(task, root, task_text or json.dumps(task.model_dump(mode="json"), indent=2))
+    state = _save_state(root, task, status="running", stop_reason=None,
+                        sessions=(StateStore(root).load().sessions if StateStore(root).exists() else 0) + 1)
+    elapsed_before = state.elapsed_s
+    contract_sha = sha256_file(root / "contract" / "feature_task.json")
+    sae = Path(json.loads((root / "contract" / "feature_task.json").read_text())["sae_dir"])  # as resolved at creation
     latent_set = latent_set.model_copy(update={"latents": latent_set.latents[: task.n_latents]})
     ledger = Ledger(root / "results.jsonl")
-    own = measurer is None
-    measurer = measurer or SubprocessMeasurer(sae_dir(task, root), task.model, python=python)
+    own_measurer, own_verifier = measurer is None, verifier is None
+    command = json.loads(os.environ[MEASURE_ENV]) if os.environ.get(MEASURE_ENV) else None
+    measurer = measurer or SubprocessMeasurer(sae, task.model, python=python, command=command)
+    verifier = verifier or TrustedVerifier(root, python=python, keep_keys=task.scorer.provider != "builtin",
+                                           measure_command=command)
     outcomes: list[LatentOutcome] = []
+    total = len(latent_set.latents)
     try:
         for attempt, lat in enumerate(latent_set.latents, start=1):
             result_path = root / "results" / f"{attempt:04d}.json"
@@ -160,21 +201,46 @@ def run_feature_task(task: FeatureTask, root: Path, *, task_text: str | None = N
                 continue
             if lat.latent not in firsts:
                 continue
+            if on_latent is not None:
+                on_latent(attempt, total, lat.latent, None, state)
             began = utc_now()
-            pool = [(lid, e) for lid, e in sorted(firsts.items()) if lid != lat.latent]
-            random.Random(task.seed * 100_003 + lat.latent).shuffle(pool)
-            outcome = refine_latent(lat, explainer, scorer, measurer, pool[: task.refine.n_baseline], task.refine,
-                                    initial=firsts[lat.latent], sae=str(sae_dir(task, root)), hook=latent_set.hook)
+            pool = baseline_pool(firsts, lat.latent, task.seed, task.refine.n_baseline)
+            outcome = refine_latent(lat, explainer, scorer, measurer, pool, task.refine,
+                                    initial=firsts[lat.latent], sae=str(sae), hook=latent_set.hook)
+            outcome = _apply_verdict(outcome, verifier.verify(VerifyRequest.from_outcome(outcome)))
             outcomes.append(outcome)
             _record(root, ratchet, ledger, attempt, lat, outcome, contract_sha, began)
-            log(f"[features] latent {lat.latent}: {'KEPT' if outcome.kept else 'discarded'} "
+            usage_so_far = sum((o.usage for o in outcomes), usage)
+            state = _save_state(root, task, completed=len(outcomes), kept=sum(o.kept for o in outcomes),
+                                next_attempt=attempt + 1, usage=usage_so_far,
+                                elapsed_s=elapsed_before + time.perf_counter() - started)
+            log(f"[features] latent {lat.latent} ({attempt}/{total}): {'KEPT' if outcome.kept else 'discarded'} "
                 f"({outcome.keep_metric} {outcome.test.get(outcome.keep_metric):.3f}, {outcome.margins[outcome.keep_metric]:+.1f} sigma)")
+            if on_latent is not None:
+                on_latent(attempt, total, lat.latent, outcome, state)
     finally:
-        if own and isinstance(measurer, SubprocessMeasurer):
+        if own_measurer and isinstance(measurer, SubprocessMeasurer):
             measurer.close()
+        if own_verifier:
+            verifier.close()
+        _save_state(root, task, status="stopped", elapsed_s=elapsed_before + time.perf_counter() - started)
     summary = summarise(outcomes, usage, time.perf_counter() - started, task.refine)
     atomic_write_json(root / "state" / "summary.json", json.loads(summary.model_dump_json()))
+    _save_state(root, task, status="finished", stop_reason=f"all {total} latents explained",
+                completed=len(outcomes), kept=summary.n_kept)
     return summary
+
+
+def _apply_verdict(outcome: LatentOutcome, verdict: Verdict) -> LatentOutcome:
+    """The trusted verdict replaces the loop's own test scores and keep decision (they should agree)."""
+    if verdict.latent != outcome.latent:
+        raise FeatureRunError(f"the verifier answered for latent {verdict.latent}, asked about {outcome.latent}")
+    notes = [] if verdict.kept == outcome.kept else [
+        f"the loop's own keep decision ({outcome.kept}) was overruled by the trusted verifier ({verdict.kept})"]
+    notes += verdict.problems
+    error = "; ".join(([outcome.error] if outcome.error else []) + notes) or None
+    return outcome.model_copy(update={"test": verdict.test, "baselines": verdict.baselines, "margins": verdict.margins,
+                                      "kept": verdict.kept, "verdict": verdict, "error": error})
 
 
 def _record(root: Path, ratchet: Ratchet, ledger: Ledger, attempt: int, lat, outcome: LatentOutcome,
@@ -197,9 +263,12 @@ def _record(root: Path, ratchet: Ratchet, ledger: Ledger, attempt: int, lat, out
         contract_sha256=contract_sha, result_summary=f"test {m} {outcome.test.get(m):.3f} vs baseline "
         f"{outcome.baselines[m].mean:.3f} ± {outcome.baselines[m].sigma:.3f}",
         key_figures={**{f"test_{k}": outcome.test.get(k) for k in ("detection", "fuzzing", "simulation")},
-                     f"margin_{m}_sigma": outcome.margins[m], "rounds": float(len(outcome.rounds))},
+                     f"margin_{m}_sigma": outcome.margins[m], "rounds": float(len(outcome.rounds)),
+                     **({"adversarial_max_diff": outcome.verdict.adversarial_max_diff}
+                        if outcome.verdict and outcome.verdict.adversarial_max_diff is not None else {})},
         decision="keep" if outcome.kept else "discard",
-        reason=f"{outcome.margins[m]:+.2f} sigma vs random-explanation baseline (rule >= {outcome.keep_sigma:g})",
+        reason=f"{outcome.margins[m]:+.2f} sigma vs random-explanation baseline (rule >= {outcome.keep_sigma:g}; "
+               "trusted verifier)" + (f"; {outcome.error}" if outcome.error else ""),
         tokens=outcome.usage.total_tokens, dollars=outcome.usage.dollars, calls=outcome.usage.calls,
         durations_s={"refine": round(outcome.seconds, 3)}, started_at=began, ended_at=utc_now()))
     if outcome.kept:

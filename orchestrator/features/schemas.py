@@ -60,6 +60,22 @@ class Predicate(_Strict):
     def _lower(cls, values: list[str]) -> list[str]:
         return [v.strip().lower() or v for v in values]
 
+    @field_validator("weights")
+    @classmethod
+    def _weights_in_range(cls, values: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in values.items() if not 0.0 <= v <= 10.0}
+        if bad:
+            raise ValueError(f"weights are expected activations on a 0..10 scale; out of range: {dict(list(bad.items())[:3])}")
+        return values
+
+    @field_validator("precision")
+    @classmethod
+    def _precision_in_range(cls, values: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in values.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"precision values are probabilities in 0..1; out of range: {dict(list(bad.items())[:3])}")
+        return values
+
     def is_empty(self) -> bool:
         return not (self.tokens or self.words or self.regex)
 
@@ -110,6 +126,25 @@ class RoundRecord(_Strict):
     error: str | None = None
 
 
+class Verdict(_Strict):
+    """The trusted verifier's decision on one explanation (orchestrator/features/verify.py): held-out
+    test scores and the random-explanation baseline recomputed from pinned files, and the recorded
+    adversarial activations checked against a fresh measurement."""
+
+    latent: int
+    test: ScoreSet
+    baselines: dict[str, BaselineStats]
+    margins: dict[str, float]
+    keep_metric: str
+    keep_sigma: float
+    beats_baseline: bool
+    adversarial_checked: int = 0
+    adversarial_max_diff: float | None = None  # largest |recorded - re-measured| activation
+    adversarial_consistent: bool = True
+    kept: bool
+    problems: list[str] = Field(default_factory=list)
+
+
 class LatentOutcome(_Strict):
     """Everything about one latent's explanation: every round, every adversarial input, every score."""
 
@@ -133,3 +168,4 @@ class LatentOutcome(_Strict):
     usage: Usage = Field(default_factory=Usage)
     seconds: float = 0.0
     error: str | None = None
+    verdict: Verdict | None = None  # the trusted verifier's decision; when set, ``kept`` is its ``kept``

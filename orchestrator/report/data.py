@@ -194,8 +194,10 @@ def _opt_float(value: Any) -> float | None:
 
 def load_report_data(run_dir: Path) -> ReportData:
     """Read task, state, ledger, findings branch and result files of ``run_dir``."""
-    try:
-        run = open_run_dir(Path(run_dir))
+    from orchestrator.features.cli import is_feature_run
+
+    try:  # a feature run (contract/feature_task.json, no prompt-pair contract) reads the same way
+        run = RunDir(Path(run_dir)) if is_feature_run(Path(run_dir)) else open_run_dir(Path(run_dir))
     except RunDirError as exc:
         raise ReportError(str(exc)) from None
     meta = read_task_meta(run)

@@ -93,7 +93,7 @@ def example(ex: Example, top: float) -> str:
     return f'<div class="example">{"".join(spans)}</div>'
 
 
-def feature_card(card: FeatureCard, attempt: int) -> str:
+def feature_card(card: FeatureCard, attempt: int, decision: str = "") -> str:
     rows = []
     for name, score in sorted(card.scores.items()):
         base = card.baseline.get(name)
@@ -102,7 +102,8 @@ def feature_card(card: FeatureCard, attempt: int) -> str:
                      f"{z:+.1f}" if z is not None else "n/a"])
     top = max((max(ex.activations, default=0.0) for ex in card.top_examples), default=0.0)
     examples = "".join(example(ex, top) for ex in card.top_examples) or '<p class="muted">no examples</p>'
-    return (f'<div class="card"><h3>Latent {card.latent} <span class="muted">attempt {attempt:04d}</span></h3>'
+    return (f'<div class="card"><h3>Latent {card.latent} <span class="muted">attempt {attempt:04d}</span> '
+            f'{badge(decision) if decision else ""}</h3>'
             f"<p><b>Explanation.</b> {h(card.explanation) or '(none)'}</p>"
             f'{table(Table(["score", "value", "random-explanation baseline", "z"], rows))}'
             f"<p class=\"muted\">Top examples (colour: activation, hover for the value)</p>{examples}</div>")
@@ -147,7 +148,8 @@ def render(doc: Document) -> str:
             + "".join(f'<p class="problem">{h(m)}</p>' for m in sec.data.problems))
     parts.append(_section("evidence", "Evidence by experiment", "".join(evidence) or "<p>No experiment has produced a result yet.</p>"))
     if doc.has_features:
-        cards = "".join(feature_card(c, x.entry.attempt) for x in d.experiments for c in x.feature_cards)
+        ordered = sorted(d.experiments, key=lambda x: x.entry.decision != "keep")  # kept explanations first
+        cards = "".join(feature_card(c, x.entry.attempt, x.entry.decision) for x in ordered for c in x.feature_cards)
         parts.append(_section("features", "Features", f'<div class="cards">{cards}</div>'))
     tried = table(doc.attempts_table, "attempts") or "<p>No attempt has finished yet.</p>"
     if d.orphan_commits:

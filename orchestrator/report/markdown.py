@@ -43,8 +43,9 @@ def _highlight(tokens: list[str], acts: list[float], top: float) -> str:
     return "".join(out).replace("\n", " ")
 
 
-def feature_card(card: FeatureCard, attempt: int) -> list[str]:
-    lines = [f"### Latent {card.latent} (attempt {attempt:04d})", "", f"**Explanation.** {fmt.md(card.explanation) or '(none)'}", ""]
+def feature_card(card: FeatureCard, attempt: int, decision: str = "") -> list[str]:
+    verdict = {"keep": ", kept", "discard": ", not kept"}.get(decision, "")
+    lines = [f"### Latent {card.latent} (attempt {attempt:04d}{verdict})", "", f"**Explanation.** {fmt.md(card.explanation) or '(none)'}", ""]
     if card.scores:
         rows = []
         for name, score in sorted(card.scores.items()):
@@ -90,9 +91,9 @@ def render(doc: Document) -> str:
         out += [f"- {fmt.md(msg)}" for msg in sec.data.problems] + ([""] if sec.data.problems else [])
     if doc.has_features:
         out += ["## Features", ""]
-        for x in d.experiments:
+        for x in sorted(d.experiments, key=lambda x: x.entry.decision != "keep"):  # kept explanations first
             for card in x.feature_cards:
-                out += feature_card(card, x.entry.attempt)
+                out += feature_card(card, x.entry.attempt, x.entry.decision)
     out += ["## What was tried", ""]
     out += table(doc.attempts_table) or ["No attempt has finished yet.", ""]
     if d.orphan_commits:

@@ -96,3 +96,15 @@ class RuleMeasurer:
     def measure(self, latent: int, texts: Sequence[str]) -> list[Example]:
         self.calls.append((latent, list(texts)))
         return [Example(tokens=(t := tokenize(x)), acts=self.rules[latent](t), kind="adversarial") for x in texts]
+
+
+def rules_from_spec(spec: dict) -> dict[int, Rule]:
+    """Rules from a JSON-able spec (for a measurement server in another process):
+    {"0": {"animal": []}, "1": {"tokens": ["red", "blue"], "value": 5.0}} (animal: the strong words)."""
+    out: dict[int, Rule] = {}
+    for key, item in spec.items():
+        if "animal" in item:
+            out[int(key)] = animal_rule(frozenset(item["animal"]))
+        else:
+            out[int(key)] = token_rule(set(item["tokens"]), float(item.get("value", 5.0)))
+    return out

@@ -4,6 +4,8 @@ and one findings commit per kept latent; running again resumes without repeating
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import git
 import pytest
@@ -12,7 +14,8 @@ from orchestrator.features.task import FeatureTaskError, load_feature_task, pars
 from orchestrator.features.run import run_feature_task
 from orchestrator.ledger import read_ledger
 from orchestrator.report.specs import parse_feature_cards
-from tests.orchestrator.features.synthetic import RuleMeasurer, animal_rule, latent_set, token_rule
+from orchestrator.features.verify import TrustedVerifier
+from tests.orchestrator.features.synthetic import RuleMeasurer, latent_set, rules_from_spec
 from orchestrator.features.__main__ import DEFAULT_TASK
 
 
@@ -36,18 +39,27 @@ def test_behaviour_task_parses_with_its_pairs():
         parse_feature_task({"name": "x", "kind": "behaviour_features"})
 
 
-def test_run_commits_kept_findings_and_resumes(tmp_path):
-    rules = {0: animal_rule(), 1: token_rule({"red", "blue", "green", "yellow"}), 2: token_rule({"monday", "friday"}),
-             3: lambda toks: [0.0] * len(toks)}
-    rules[3] = token_rule({"paris", "london", "rome", "berlin"})
-    root = tmp_path / "run"
+SPEC = {"0": {"animal": []}, "1": {"tokens": ["red", "blue", "green", "yellow"]}, "2": {"tokens": ["monday", "friday"]},
+        "3": {"tokens": ["paris", "london", "rome", "berlin"]}}
+RULE_SERVER = [sys.executable, str(Path(__file__).with_name("rule_measure_server.py")), json.dumps(SPEC)]
+
+
+def _synthetic_run(root: Path, rules) -> None:
     (root / "engine" / "sae").mkdir(parents=True)
     (root / "engine" / "sae" / "cfg.json").write_text("{}")
     (root / "engine" / "sae" / "sae_weights.safetensors").write_bytes(b"fake")
     (root / "engine" / "latents.json").write_text(latent_set(rules).model_dump_json())
+
+
+def test_run_commits_kept_findings_and_resumes(tmp_path):
+    rules = rules_from_spec(SPEC)
+    root = tmp_path / "run"
+    _synthetic_run(root, rules)
     task = parse_feature_task({"name": "feat-test", "n_latents": 4, "refine": {"n_baseline": 3, "max_rounds": 4}})
     measurer = RuleMeasurer(rules)
-    summary = run_feature_task(task, root, measurer=measurer, log=lambda s: None)
+    verifier = TrustedVerifier(root, measure_command=RULE_SERVER)
+    summary = run_feature_task(task, root, measurer=measurer, verifier=verifier, log=lambda s: None)
+    verifier.close()
 
     entries = read_ledger(root / "results.jsonl")
     assert [e.attempt for e in entries] == [1, 2, 3, 4] and summary.n_latents == 4
@@ -66,9 +78,14 @@ def test_run_commits_kept_findings_and_resumes(tmp_path):
     assert not problems and cards[0].latent == 0 and set(cards[0].scores) >= {"detection", "fuzzing", "simulation"}
     note = (root / "findings" / f"{kept[0].attempt:04d}-{kept[0].slug}.md").read_text()
     assert "## Rounds" in note and "measured max" in note and "baseline" in note
+    for e in entries:  # every decision is the trusted verifier's, with the adversarial record re-measured when kept
+        outcome = json.loads((root / "results" / f"{e.attempt:04d}.json").read_text())["result"]["measurements"]["outcome"]
+        assert outcome["verdict"]["kept"] == (e.decision == "keep") == outcome["kept"]
+        if e.decision == "keep":
+            assert outcome["verdict"]["adversarial_checked"] > 0 and outcome["verdict"]["adversarial_max_diff"] == 0.0
 
     calls = len(measurer.calls)
-    again = run_feature_task(task, root, measurer=measurer, log=lambda s: None)
+    again = run_feature_task(task, root, measurer=measurer, verifier=verifier, log=lambda s: None)
     assert len(measurer.calls) == calls, "a resumed run repeats no measurement"
     assert len(list(git.Repo(root).iter_commits("findings"))) == len(messages)
     assert again.n_kept == summary.n_kept and len(read_ledger(root / "results.jsonl")) == 4
