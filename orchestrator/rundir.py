@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
+import json
 import os
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from orchestrator.contract import ContractFailure, ContractSpec, write_contract
 from orchestrator.fsutil import atomic_write_text, fsync_dir
@@ -66,6 +72,16 @@ class RunDir:
     def lock_path(self) -> Path:
         return self.root / ".lock"
 
+    @property
+    def split_record(self) -> Path:
+        """state/split.json: the exploration/held-out split seed (private when the task gives none)."""
+        return self.root / "state" / "split.json"
+
+    @property
+    def noise_floor(self) -> Path:
+        """state/noise_floor.json: null families measured once per run (sandbox.noise_floor)."""
+        return self.root / "state" / "noise_floor.json"
+
     def experiment_path(self, attempt: int, slug: str) -> Path:
         return self.experiments / f"{attempt:04d}-{slug}.py"
 
@@ -77,6 +93,37 @@ class RunDir:
 
     def rel(self, path: Path) -> str:
         return str(path.relative_to(self.root))
+
+
+class SplitRecord(BaseModel):
+    """How the run's pairs were split. Kept under state/ in the run directory, which sandboxed children
+    never see (bubblewrap hides the whole run directory) and the findings branch never holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int
+    source: Literal["task", "private"]
+    held_out_fraction: float
+    n_pairs: int
+    held_out_sha256: str  # of the held-out pairs as written to the contract (a resumed run can check them)
+
+
+def pairs_digest(pairs: list) -> str:
+    return hashlib.sha256(json.dumps([p.model_dump() for p in pairs], sort_keys=True).encode()).hexdigest()
+
+
+def draw_split_seed(task: Task) -> tuple[int, Literal["task", "private"]]:
+    """The task's split seed if it gives one, else a fresh private one (63 bits from ``secrets``)."""
+    if task.split.seed is not None:
+        return task.split.seed, "task"
+    return secrets.randbits(63), "private"
+
+
+def load_split_record(run: RunDir) -> SplitRecord:
+    try:
+        return SplitRecord.model_validate_json(run.split_record.read_bytes())
+    except FileNotFoundError:
+        raise RunDirError(f"{run.root}: no {run.rel(run.split_record)} (made before split seeds were recorded)") from None
 
 
 def utc_stamp() -> str:
@@ -123,7 +170,8 @@ def create_run_dir(path: Path, task: Task, task_text: str) -> RunDir:
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=parent))
     try:
-        explore, held = task.split_pairs()
+        split_seed, source = draw_split_seed(task)
+        explore, held = task.split_pairs(split_seed)
         atomic_write_text(tmp / "task.yaml", task_text)
         atomic_write_text(tmp / "program.md", program_text(task, len(explore), len(held)))
         spec = ContractSpec(task_name=task.name, model=task.model, metric=task.metric, seed=task.seed,
@@ -134,6 +182,9 @@ def create_run_dir(path: Path, task: Task, task_text: str) -> RunDir:
             raise RunDirError(f"cannot write the contract: {exc}") from None
         for sub in ("experiments", "results", "findings", "logs", "state"):
             (tmp / sub).mkdir()
+        record = SplitRecord(seed=split_seed, source=source, held_out_fraction=task.split.held_out_fraction,
+                             n_pairs=len(explore) + len(held), held_out_sha256=pairs_digest(held))
+        atomic_write_text(tmp / "state" / "split.json", record.model_dump_json(indent=1) + "\n")
         Ratchet.init(tmp, ["contract", "task.yaml", "program.md"], f"contract: {task.name}\n\nThe run's immutable setup.\n")
         StateStore(tmp).save(RunState(run_id=path.name, task_name=task.name, seed=task.seed, updated_at=utc_now()))
         if path.exists():

@@ -36,7 +36,8 @@ class GeneratorSpec(_Strict):
 
 class SplitSpec(_Strict):
     held_out_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
-    seed: int = 0
+    # None: drawn privately per run (orchestrator.rundir), so knowing the generator does not reveal the held-out pairs.
+    seed: int | None = None
 
 
 class AgentSpec(_Strict):
@@ -98,11 +99,14 @@ class Task(_Strict):
         assert self.generator is not None
         return FAMILIES[self.generator.family](self.generator.n, self.generator.seed)
 
-    def split_pairs(self) -> tuple[list[PromptPair], list[PromptPair]]:
-        """(exploration, held_out): a seeded shuffle, held-out never seen by the agent."""
+    def split_pairs(self, seed: int | None = None) -> tuple[list[PromptPair], list[PromptPair]]:
+        """(exploration, held_out): a shuffle seeded by ``seed`` or the task's split seed; held-out never seen by the agent."""
+        seed = self.split.seed if seed is None else seed
+        if seed is None:
+            raise ValueError("the task has no split seed; pass the run's (orchestrator.rundir draws one privately)")
         pairs = self.all_pairs()
         order = list(range(len(pairs)))
-        random.Random(self.split.seed).shuffle(order)
+        random.Random(seed).shuffle(order)
         n_held = max(1, min(len(pairs) - 1, round(len(pairs) * self.split.held_out_fraction)))
         held = sorted(order[:n_held])
         explore = sorted(order[n_held:])
