@@ -170,6 +170,17 @@ def _load_converted(directory: Path, config: dict):
     return model
 
 
+def _plain_llama(directory: Path) -> bool:
+    """An unquantised single-file Llama directory (e.g. a hand-built test model), loadable without
+    mlx_lm.utils: importing that module raises RLIMIT_NOFILE to 4096, which a sandboxed child may not."""
+    try:
+        config = config_of(directory)
+    except (OSError, ValueError):
+        return False
+    return (config.get("model_type") == "llama" and "quantization" not in config
+            and (directory / "model.safetensors").is_file() and not (directory / "model.safetensors.index.json").exists())
+
+
 def load_native(ref: str):
     """Load (mlx-lm model module, tokenizer, config dict, ResolvedModel) for ``ref``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -177,7 +188,7 @@ def load_native(ref: str):
     resolved = resolve_model(ref)
     from engine.tokenizer import load_tokenizer
 
-    if resolved.origin in ("embedded-gguf", "gguf"):
+    if resolved.origin in ("embedded-gguf", "gguf") or _plain_llama(resolved.directory):
         config = config_of(resolved.directory)
         model = _load_converted(resolved.directory, config)
     else:
