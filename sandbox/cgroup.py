@@ -1,7 +1,11 @@
-"""A per-experiment pids cgroup: caps the number of processes/threads and finds every process to kill.
+"""A per-experiment cgroup: caps the processes/threads and the memory of the whole tree, and finds every
+process to kill.
 
-Root is exempt from RLIMIT_NPROC, and a setsid() grandchild leaves the process group; a cgroup
-catches both. Used only when the machine lets us create one (detected by sandbox.isolation).
+Root is exempt from RLIMIT_NPROC, a setsid() grandchild leaves the process group, and RLIMIT_AS is per
+process (a child that forks N times may use N times the limit); a cgroup catches all three. The memory
+cgroup is made INSIDE the orchestrator's own memory cgroup, so it only ever tightens the limits the
+orchestrator already runs under. Used only when the machine lets us create one (detected by
+sandbox.isolation).
 """
 
 from __future__ import annotations
@@ -13,12 +17,17 @@ import uuid
 from pathlib import Path
 
 V1_ROOT = Path("/sys/fs/cgroup/pids")
+V1_MEMORY = Path("/sys/fs/cgroup/memory")
 V2_ROOT = Path("/sys/fs/cgroup")
 PARENT_NAME = "interp-sandbox"
 
 
 class CgroupUnavailable(OSError):
-    """No writable pids cgroup hierarchy on this machine."""
+    """No writable pids (or memory) cgroup hierarchy on this machine."""
+
+
+def _v2() -> bool:
+    return not (V1_ROOT / "cgroup.procs").exists() and (V2_ROOT / "cgroup.subtree_control").exists()
 
 
 def _base() -> Path:
@@ -30,19 +39,52 @@ def _base() -> Path:
     raise CgroupUnavailable("no pids cgroup controller is mounted where the sandbox can use it")
 
 
-class PidsCgroup:
-    """A fresh cgroup with ``pids.max``; ``procs_file`` is what a launcher writes its pid into."""
+def _own_v1_memory() -> Path:
+    """This process's memory cgroup directory (cgroup v1)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, rel = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            path = V1_MEMORY / rel.lstrip("/")
+            if (path / "memory.limit_in_bytes").exists():
+                return path
+    raise CgroupUnavailable("no cgroup v1 memory controller for this process")
 
-    def __init__(self, max_pids: int) -> None:
+
+class TreeCgroup:
+    """A fresh cgroup with ``pids.max`` (and ``memory`` bytes for the whole tree, when given);
+    ``procs_files`` are what a launcher writes its pid into."""
+
+    def __init__(self, max_pids: int, memory: int | None = None) -> None:
         base = _base()
         base.mkdir(exist_ok=True)
-        if base.parent == V2_ROOT:
+        v2 = base.parent == V2_ROOT
+        if v2:
             sub = base / "cgroup.subtree_control"
-            if "pids" not in sub.read_text().split():
-                sub.write_text("+pids")
-        self.path = base / f"run-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            wanted = {"pids", *(("memory",) if memory else ())}
+            missing = wanted - set(sub.read_text().split())
+            if missing:
+                sub.write_text(" ".join(f"+{c}" for c in sorted(missing)))
+        name = f"run-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.path = base / name
         self.path.mkdir()
-        (self.path / "pids.max").write_text(str(max_pids))
+        self.memory_path: Path | None = None
+        try:
+            (self.path / "pids.max").write_text(str(max_pids))
+            if memory and v2:
+                (self.path / "memory.max").write_text(str(memory))
+                if (self.path / "memory.swap.max").exists():
+                    (self.path / "memory.swap.max").write_text("0")
+            elif memory:
+                self.memory_path = _own_v1_memory() / f"{PARENT_NAME}-{name}"
+                self.memory_path.mkdir()
+                (self.memory_path / "memory.limit_in_bytes").write_text(str(memory))
+        except OSError:
+            self.remove()
+            raise
+
+    @property
+    def procs_files(self) -> list[Path]:
+        return [self.path / "cgroup.procs"] + ([self.memory_path / "cgroup.procs"] if self.memory_path else [])
 
     @property
     def procs_file(self) -> Path:
@@ -53,6 +95,15 @@ class PidsCgroup:
             return [int(x) for x in self.procs_file.read_text().split()]
         except (OSError, ValueError):
             return []
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a process of this tree for exceeding the memory limit."""
+        events = self.memory_path / "memory.oom_control" if self.memory_path else self.path / "memory.events"
+        try:
+            lines = events.read_text().splitlines()
+        except OSError:
+            return False
+        return any(line.startswith("oom_kill ") and line.split()[1] != "0" for line in lines)
 
     def kill_all(self, attempts: int = 50) -> None:
         """SIGKILL every process in the cgroup until it is empty (fork races are retried)."""
@@ -69,21 +120,39 @@ class PidsCgroup:
 
     def remove(self) -> None:
         self.kill_all()
-        for _ in range(100):
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:  # EBUSY while the last processes are reaped
-                time.sleep(0.02)
-        raise OSError(f"cannot remove cgroup {self.path}: processes remain {self.pids()}")
+        for path in (self.path, self.memory_path):
+            if path is not None:
+                _rmdir(path, self.pids)
+
+
+def _rmdir(path: Path, pids) -> None:
+    for _ in range(100):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:  # EBUSY while the last processes are reaped
+            time.sleep(0.02)
+    raise OSError(f"cannot remove cgroup {path}: processes remain {pids()}")
+
+
+PidsCgroup = TreeCgroup  # the name it had before it also capped memory
 
 
 def cgroup_available() -> bool:
     """Whether a pids cgroup can be created and removed here (tries it once)."""
+    return _try(None)
+
+
+def memory_cgroup_available() -> bool:
+    """Whether a memory-capped cgroup for a child's whole process tree can be created here."""
+    return _try(256 << 20)
+
+
+def _try(memory: int | None) -> bool:
     try:
-        group = PidsCgroup(8)
+        group = TreeCgroup(8, memory)
     except (OSError, CgroupUnavailable):
         return False
     try:

@@ -1,8 +1,10 @@
 """OS isolation for sandboxed children: detect what this machine allows, once, and wrap commands with it.
 
-Order of preference (Linux): bubblewrap (read-only root, hidden run directory and home, private /tmp,
-new network/pid/ipc/uts namespaces, all capabilities dropped, non-root uid via setpriv when we are
-root) > ``unshare`` network+pid namespaces > rlimits only (reported as degraded). macOS uses a
+Order of preference (Linux): bubblewrap (a read-only filesystem built from an ALLOW-list: system
+directories, a few /etc files, the interpreter, the venv, engine/ and sandbox/, the model caches; nothing
+else exists in the child (no task files, other run directories, service sockets, home directories);
+private /tmp, new network/pid/ipc/uts namespaces, all capabilities dropped, non-root uid via setpriv when
+we are root) > ``unshare`` network+pid namespaces > rlimits only (reported as degraded). macOS uses a
 sandbox-exec profile that denies network but allows Metal (UNTESTED here: no macOS in CI).
 Each layer is accepted only after a probe child proves it works; the report says what is active.
 """
@@ -23,7 +25,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from sandbox import jit_cache
-from sandbox.cgroup import cgroup_available
+from sandbox.cgroup import cgroup_available, memory_cgroup_available
 
 CHILD_UID = 65534  # nobody: used by the probe; RLIMIT_NPROC applies, root-owned files are out of reach
 # Each concurrent child gets its own unprivileged uid, so RLIMIT_NPROC (counted per uid) of one
@@ -34,10 +36,15 @@ Mode = Literal["bwrap", "unshare", "sandbox-exec", "rlimits-only"]
 MODES_BY_STRENGTH: tuple[Mode, ...] = ("bwrap", "unshare", "rlimits-only")
 ENV_ALLOW = ("LANG", "LC_ALL", "TZ")
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "AUTH")
-HIDDEN_DIRS = ("/root", "/home", "/run", "/mnt", "/media", "/srv", "/var/lib", "/var/spool", "/var/mail",
-               "/etc/ssh")
-# Parts of the project a child never needs (it imports only engine and sandbox): task files may hold
-# prompts, and the orchestrator and run directories are none of its business.
+# What a bubblewrap child sees of the host: these system directories (read-only; symlinks stay symlinks),
+# the /etc files the loader, libc and Python read, and readable_paths(). Everything else is absent, so a
+# file or an AF_UNIX socket the orchestrator, the user or a service keeps elsewhere is out of reach.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/sys")
+ETC_ALLOW = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "timezone", "passwd",
+             "group", "nsswitch.conf", "host.conf", "hosts", "gai.conf", "os-release", "mime.types")
+# The parts of the project a child imports; the rest (orchestrator, tasks, runs, notes, .git) is absent,
+# and hidden again should a bound directory ever contain it.
+PROJECT_VISIBLE = ("engine", "sandbox")
 PROJECT_HIDDEN = ("orchestrator", "tasks", "tests", "runs", "notes", ".git", ".ci")
 RLIMITS = ["address-space", "cpu-time", "file-size", "open-files", "processes"]
 
@@ -59,6 +66,7 @@ class IsolationReport(BaseModel):
     uid_drop: bool = False
     child_uid: int | None = None
     pids_cgroup: bool = False
+    memory_cgroup: bool = False  # the tree's memory is capped, not only each process's address space
     capabilities_dropped: bool = False
     rlimits: list[str] = Field(default_factory=lambda: list(RLIMITS))
     degraded: list[str] = Field(default_factory=list)
@@ -78,6 +86,8 @@ class IsolationReport(BaseModel):
             out.append("non-root-uid")
         if self.pids_cgroup:
             out.append("pids-cgroup")
+        if self.memory_cgroup:
+            out.append("memory-cgroup")
         out.append("rlimits")
         out.append("env-allowlist")
         return out
@@ -98,14 +108,20 @@ class IsolationReport(BaseModel):
         return text
 
 
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache (model snapshots only: HF_HOME also holds the user's access token)."""
+    hub = Path(os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface")))
+    return hub if hub.name == "hub" else hub / "hub"
+
+
 def readable_paths(extra: list[Path] | None = None) -> list[Path]:
-    """What a child must be able to read: the interpreter, the venv, the project, the model cache."""
+    """What a child must be able to read: the interpreter, the venv, engine/ and sandbox/, the model caches."""
     from engine.loading.resolve import cache_root  # light: no mlx
 
-    paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), PROJECT_ROOT, cache_root()}
-    hf = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    if hf.is_dir():
-        paths.add(hf)
+    paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), cache_root(),
+             *(PROJECT_ROOT / d for d in PROJECT_VISIBLE)}
+    if hf_hub_cache().is_dir():
+        paths.add(hf_hub_cache().resolve())
     paths.update(Path(p) for p in (extra or []))
     return sorted(p for p in paths if p.exists())
 
@@ -125,6 +141,8 @@ def child_env(scratch: Path) -> dict[str, str]:
            "TZ": "UTC", "ENGINE_CACHE_DIR": str(cache_root()), "PYTHONDONTWRITEBYTECODE": "1",
            "OPENBLAS_NUM_THREADS": str(os.cpu_count() or 1)}
     env.update({k: os.environ[k] for k in ENV_ALLOW if k in os.environ})
+    if hf_hub_cache().is_dir():  # HOME is the scratch directory: point the engine at the real hub cache
+        env["HF_HUB_CACHE"] = str(hf_hub_cache().resolve())
     return {k: v for k, v in env.items() if not any(m in k.upper() for m in SECRET_MARKERS)}
 
 
@@ -137,43 +155,69 @@ def preload_prefix() -> list[str]:
     return ["/usr/bin/env", *(f"{k}={v}" for k, v in extra.items())] if extra else []
 
 
+def _system_args() -> list[str]:
+    """The host's system directories (read-only) and the allow-listed /etc files."""
+    args: list[str] = []
+    for d in SYSTEM_DIRS:
+        p = Path(d)
+        if p.is_symlink():
+            args += ["--symlink", os.readlink(p), d]
+        elif p.is_dir():
+            args += ["--ro-bind", d, d]
+    args += ["--perms", "0755", "--dir", "/etc"]
+    for name in ETC_ALLOW:
+        p = Path("/etc") / name
+        if p.is_symlink():
+            args += ["--symlink", os.readlink(p), str(p)]
+        elif p.exists():
+            args += ["--ro-bind", str(p), str(p)]
+    return args
+
+
+def _mkdirs(path: Path, made: set[Path], stop: tuple[Path, ...]) -> list[str]:
+    """--dir for each missing ancestor of ``path`` (0755: bubblewrap would make them 0700, which the child
+    uid could not traverse), below whichever of ``stop`` already exists in the child."""
+    args = []
+    for mid in reversed(path.parents):
+        if mid == Path("/") or mid in made or any(mid == s or s in mid.parents for s in stop):
+            continue
+        args += ["--perms", "0755", "--dir", str(mid)]
+        made.add(mid)
+    return args
+
+
 def _bwrap_args(scratch: Path, hidden: list[Path], readable: list[Path], env: dict[str, str], tmp_mb: int,
                 scratch_mb: int, uid_drop: bool) -> list[str]:
     args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL"]
     if uid_drop:  # kept only for setpriv, which drops them together with root
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
-    args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--size", str(tmp_mb << 20),
-             "--tmpfs", "/tmp"]
+    # No "--ro-bind / /": the child's root is an empty tmpfs holding only what is bound below.
+    args += _system_args()
+    args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
     args += jit_cache.bind_args()  # trusted MLX kernels, read-only, inside the private /tmp
-    hide = [h for h in (*(Path(d) for d in HIDDEN_DIRS), *hidden) if h.is_dir()]
-    for h in hide:
-        args += ["--tmpfs", str(h)]
+    system = tuple(Path(d) for d in SYSTEM_DIRS if Path(d).is_dir() and not Path(d).is_symlink())
     made: set[Path] = set()
-    # /tmp is a private tmpfs too: a project or venv cloned under /tmp must be re-exposed like one under /root.
-    reexpose_roots = [Path("/tmp"), *hide]
-    for r in readable:  # re-expose what lives under a hidden dir (e.g. python under /root/.pyenv)
-        roots = [h for h in reexpose_roots if r == h or h in r.parents]
-        if roots and not any(x == r or x in r.parents for x in hidden):
-            for mid in reversed([p for p in r.parents if roots[0] in p.parents]):
-                if mid not in made:  # bubblewrap would create these 0700: unreadable for the child uid
-                    args += ["--perms", "0755", "--dir", str(mid)]
-                    made.add(mid)
-            args += ["--ro-bind", str(r), str(r)]
-    for h in hidden:  # hidden dirs inside re-exposed ones (the run directory inside the project)
-        if any(r in h.parents for r in readable):
+    bound: list[Path] = []
+    for r in sorted({Path(p) for p in readable}):
+        if any(b == r or b in r.parents for b in (*system, *bound)):
+            continue  # already visible through a directory bound before it
+        if any(h == r or h in r.parents for h in hidden):
+            continue  # a hidden directory stays hidden even when something inside it was asked for
+        args += _mkdirs(r, made, (Path("/tmp"),) if Path("/tmp") in r.parents else ())
+        args += ["--ro-bind", str(r), str(r)]
+        bound.append(r)
+    for h in hidden:  # hidden dirs inside bound ones (a run directory inside the model cache)
+        if any(b in h.parents for b in bound):
             args += ["--tmpfs", str(h)]
-    roots = [h for h in (Path("/tmp"), *hide) if h in scratch.parents]
-    if roots:  # scratch's parents would be created 0700 inside a tmpfs: the child uid must traverse them
-        for mid in reversed([p for p in scratch.parents if roots[0] in p.parents]):
-            args += ["--perms", "0755", "--dir", str(mid)]
     # The working directory is a size-capped tmpfs at the scratch path: nothing the child writes reaches the
     # host disk or outlives it. The parent's inputs (request.json, experiment.py) are bound in read-only.
+    args += _mkdirs(scratch, made, ())
     args += ["--perms", "1777", "--size", str(scratch_mb << 20), "--tmpfs", str(scratch)]
     for f in sorted(scratch.iterdir()):
         if f.is_file() and not f.is_symlink():
             args += ["--ro-bind", str(f), str(f)]
-    args += ["--chdir", str(scratch), "--clearenv"]
+    args += ["--remount-ro", "/", "--chdir", str(scratch), "--clearenv"]
     for k, v in env.items():
         args += ["--setenv", k, v]
     return args + ["--"]
@@ -198,20 +242,32 @@ def build_command(inner: list[str], scratch: Path, env: dict[str, str], report: 
     if report.mode == "unshare":
         return (["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
                 + (_setpriv_args(uid) if report.uid_drop else []) + inner)
-    if report.mode == "sandbox-exec":  # macOS, UNTESTED in this project's CI
-        return ["sandbox-exec", "-p", macos_profile(scratch), *inner]
+    if report.mode == "sandbox-exec":  # macOS, UNTESTED in this project's CI (probed before use, see _detect)
+        return ["sandbox-exec", "-p", macos_profile(scratch, hidden, readable), *inner]
     return list(inner)
 
 
-def macos_profile(scratch: Path) -> str:
-    """Deny network and writes outside scratch; allow Metal so MLX finds the GPU. UNTESTED here."""
-    return (
-        "(version 1)\n(allow default)\n(deny network*)\n(allow network* (local unix))\n"
-        f'(deny file-write*)\n(allow file-write* (subpath "{scratch}") (subpath "/private/var/folders") '
-        '(literal "/dev/null"))\n'
-        '(allow iokit-open (iokit-user-client-class "AGXDeviceUserClient"))\n'
-        '(allow mach-lookup (global-name "com.apple.MTLCompilerService"))\n'
-    )
+def _sb(path: Path) -> str:
+    """A path as sandbox-exec matches it: resolved (/tmp and /var are symlinks into /private) and quoted."""
+    return json.dumps(str(Path(path).resolve()))
+
+
+def macos_profile(scratch: Path, hidden: list[Path] = (), readable: list[Path] = ()) -> str:
+    """Deny all network (AF_UNIX included: ssh-agent, docker and other local services listen on unix
+    sockets) and writes outside scratch; deny reading file contents in the user, temp and volume trees
+    except the allow-listed ``readable`` paths, and always in ``hidden`` (the run directory); allow Metal so
+    MLX finds the GPU. Later rules win. UNTESTED here: _detect probes it and falls back (closed) if it fails."""
+    private = ("/Users", "/private/var/folders", "/private/tmp", "/private/var/root", "/Volumes")
+    return "\n".join([
+        "(version 1)", "(allow default)", "(deny network*)",
+        "(deny file-write*)",
+        f'(allow file-write* (subpath {_sb(scratch)}) (literal "/dev/null"))',
+        "(deny file-read-data " + " ".join(f"(subpath {json.dumps(d)})" for d in private) + ")",
+        "(allow file-read-data " + " ".join(f"(subpath {_sb(r)})" for r in (*readable, scratch)) + ")",
+        *([f"(deny file-read-data {' '.join(f'(subpath {_sb(h)})' for h in hidden)})"] if hidden else []),
+        '(allow iokit-open (iokit-user-client-class "AGXDeviceUserClient"))',
+        '(allow mach-lookup (global-name "com.apple.MTLCompilerService"))', "",
+    ])
 
 
 PROBE = r"""
@@ -231,7 +287,12 @@ try:
 except OSError:
     pass
 r["root_writable"] = os.access("/", os.W_OK)
-r["hidden_seen"] = [p for p in sys.argv[1:] if os.path.exists(p)]
+def readable(p):
+    try:
+        return bool(open(p).read())
+    except OSError:
+        return False
+r["hidden_seen"] = [p for p in sys.argv[1:] if readable(p)]
 sys.path.insert(0, ROOT_PLACEHOLDER)
 import sandbox.childlib
 print(json.dumps(r))
@@ -268,10 +329,7 @@ def _probe(mode: Mode, uid_drop: bool) -> dict | None:
 def _detect(prefer: str | None) -> IsolationReport:
     system = platform.system()
     if system == "Darwin":
-        ok = shutil.which("sandbox-exec") is not None
-        return IsolationReport(platform=system, mode="sandbox-exec" if ok else "rlimits-only", network_isolated=ok,
-                               network_probe="sandbox-exec deny-network profile (not probed)",
-                               degraded=["macOS: RLIMIT_AS is not enforced; no pid namespace; UNTESTED"])
+        return _detect_macos()
     modes = list(MODES_BY_STRENGTH)
     if prefer:
         if prefer not in modes:
@@ -306,16 +364,41 @@ def _detect(prefer: str | None) -> IsolationReport:
             cg = cgroup_available()
             if not cg:
                 degraded.append("no pids cgroup: setsid() grandchildren are reaped only by the pid namespace")
+            mem = cg and memory_cgroup_available()
+            if not mem:
+                degraded.append("no memory cgroup: RLIMIT_AS caps each process, so a child that forks N times "
+                                "may use N times the memory limit")
             return IsolationReport(
                 platform=system, mode=mode, network_isolated=netns, network_probe=result.get("net", ""),
                 pid_namespace=mode in ("bwrap", "unshare") and result.get("pid", 99) < 10,
                 readonly_root=mode == "bwrap" and not result.get("root_writable", True),
-                hidden_paths=list(HIDDEN_DIRS) + ["<run directory>"] if mode == "bwrap" else [],
-                uid_drop=uid_drop and non_root, child_uid=result["uid"], pids_cgroup=cg,
+                hidden_paths=["everything outside the read-only allow-list", "<run directory>"] if mode == "bwrap" else [],
+                uid_drop=uid_drop and non_root, child_uid=result["uid"], pids_cgroup=cg, memory_cgroup=mem,
                 capabilities_dropped=result.get("caps", "") == "0000000000000000", degraded=degraded)
     return IsolationReport(platform=system, mode="rlimits-only", network_isolated=False,
                            network_probe="no network isolation available",
                            degraded=degraded + ["no usable isolation probe; running with rlimits only"])
+
+
+def _detect_macos() -> IsolationReport:
+    """sandbox-exec only after a probe child proves it denies the network and hides the run directory;
+    otherwise rlimits only, which require_isolation refuses unless the operator opts in."""
+    system = "Darwin"
+    degraded = ["macOS: RLIMIT_AS is not enforced", "macOS: no pid namespace; the child runs as your own user",
+                "sandbox-exec profile UNTESTED in this project's CI"]
+    if shutil.which("sandbox-exec") is None:
+        return IsolationReport(platform=system, mode="rlimits-only", network_isolated=False,
+                               network_probe="sandbox-exec not found", degraded=degraded + ["no sandbox-exec"])
+    result = _probe("sandbox-exec", False)
+    net = (result or {}).get("net", "no probe result")
+    contained = result is not None and "failed" in net and not result.get("hidden_seen", True)
+    if not contained:
+        return IsolationReport(platform=system, mode="rlimits-only", network_isolated=False, network_probe=net,
+                               degraded=degraded + [f"the sandbox-exec probe failed ({net}; hidden files seen: "
+                                                    f"{(result or {}).get('hidden_seen')})"])
+    return IsolationReport(platform=system, mode="sandbox-exec", network_isolated=True, network_probe=net,
+                           hidden_paths=["user, temp and volume trees outside the allow-list", "<run directory>"],
+                           degraded=degraded)
 
 
 _cache: dict[str, IsolationReport] = {}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import jit_cache
-from sandbox.cgroup import CgroupUnavailable, PidsCgroup
+from sandbox.cgroup import CgroupUnavailable, TreeCgroup
 from sandbox.isolation import (
     PROJECT_ROOT,
     UID_POOL,
@@ -68,6 +68,7 @@ class ProcessRun:
     timed_out: bool = False
     cancelled: bool = False
     limit_hit: str | None = None
+    oom_killed: bool = False  # the tree's memory cgroup killed a process
     ready_s: float | None = None
     last_message_s: float | None = None  # when the channel last delivered data (the result, normally)
     wall_s: float = 0.0
@@ -97,7 +98,7 @@ class ProcessRun:
         return out
 
 
-def _kill_tree(proc: subprocess.Popen, cgroup: PidsCgroup | None) -> None:
+def _kill_tree(proc: subprocess.Popen, cgroup: TreeCgroup | None) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -108,7 +109,7 @@ def _kill_tree(proc: subprocess.Popen, cgroup: PidsCgroup | None) -> None:
 
 def supervise(argv: list[str], env: dict[str, str], cwd: Path, limits: ResourceLimits, read_fd: int,
               write_fd: int, *, cancel: threading.Event | None = None,
-              cgroup: PidsCgroup | None = None) -> ProcessRun:
+              cgroup: TreeCgroup | None = None) -> ProcessRun:
     """Run ``argv`` in its own session; read stdout/stderr/channel with caps until exit or deadline."""
     start = time.perf_counter()
     run = ProcessRun(argv=argv)
@@ -172,6 +173,7 @@ def supervise(argv: list[str], env: dict[str, str], cwd: Path, limits: ResourceL
         proc.stdout.close()
         proc.stderr.close()
     run.returncode = proc.returncode
+    run.oom_killed = cgroup is not None and cgroup.oom_killed()
     out, err, res = streams.values()
     run.stdout, run.stderr, run.channel = bytes(out.data), bytes(err.data), bytes(res.data)
     run.stdout_bytes, run.stderr_bytes = out.total, err.total
@@ -238,16 +240,31 @@ def _launch(entry: str, request_path: Path, scratch: Path, limits: ResourceLimit
             "exit_now(main(sys.argv[1:]))")
     inner = [sys.executable, "-I", "-c", boot, str(request_path), str(write_fd)]
     env = child_env(scratch)
+    if report.mode != "bwrap":
+        # Without bubblewrap's private /tmp, temporary files (MLX's compiled-kernel cache among them) would
+        # go to the shared /tmp, where a hostile child could plant a kernel that a later child, the verifier
+        # or the user's own MLX process loads. Each child gets its own, removed with its scratch directory.
+        tmp = scratch / "tmp"
+        tmp.mkdir(mode=0o700, exist_ok=True)
+        if report.uid_drop:
+            os.chown(tmp, uid, uid)
+        env["TMPDIR"] = str(tmp)
     argv = build_command(inner, scratch, env, report, hidden=hidden, readable=readable_paths(extra_readable),
                          tmp_mb=limits.tmp_size_mb, scratch_mb=limits.scratch_size_mb, uid=uid)
     cgroup = None
     if report.pids_cgroup:
+        # RLIMIT_AS is per process: the cgroup caps the whole tree (forks included) and its tmpfs pages.
+        memory = (limits.memory_mb + limits.tmp_size_mb + limits.scratch_size_mb) << 20 if report.memory_cgroup else None
         try:
-            cgroup = PidsCgroup(limits.processes + 16)
+            cgroup = TreeCgroup(limits.processes + 16, memory)
         except (OSError, CgroupUnavailable) as exc:
-            print(f"sandbox: pids cgroup unavailable for this run: {exc}", file=sys.stderr)
+            print(f"sandbox: cgroup unavailable for this run: {exc}", file=sys.stderr)
     if cgroup is not None:
-        argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cgroup.procs_file), *argv]
+        # sh -c SCRIPT $0 $1 ... : $0 is the first procs file, "$@" the rest; shift the other files off.
+        files = [str(f) for f in cgroup.procs_files]
+        script = " && ".join([*(f'echo $$ > "${i}"' for i in range(len(files))), f"shift {len(files) - 1}",
+                              'exec "$@"'])
+        argv = ["/bin/sh", "-c", script, *files, *argv]
     try:
         return supervise(argv, env, scratch, limits, read_fd, write_fd, cancel=cancel, cgroup=cgroup)
     finally:
@@ -272,6 +289,9 @@ def _no_result_reason(run: ProcessRun, limits: ResourceLimits) -> tuple[Status, 
     if sig == signal.SIGXFSZ:
         return "resource_limit", (f"the child tried to write a file larger than {limits.file_size_mb} MB "
                                   "(SIGXFSZ); return data in the result dict instead of writing files")
+    if sig == signal.SIGKILL and run.oom_killed:
+        return "resource_limit", (f"out of memory: the experiment's processes together used more than "
+                                  f"{limits.memory_mb} MB (plus its /tmp and scratch files); the kernel killed it")
     if sig == signal.SIGKILL:
         return "resource_limit", ("killed by signal 9 (SIGKILL) before sending a result: a kernel limit (memory, "
                                   "CPU time) or the experiment's own processes killed it")

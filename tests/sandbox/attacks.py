@@ -1,8 +1,11 @@
 """Hostile experiments for the adversarial suite. Each is run with the guard bypassed (the OS layer
 alone must contain it) and, when the guard catches it, with the guard on (it must be rejected).
 
-Placeholders (RUN_DIR, PROJECT_DIR, MARK, PARENT_PID, CANARY_PID, PORT, SECRET_FILE, ROOT_SECRET)
-are filled in by the test with the real paths and pids of this test run.
+Placeholders (RUN_DIR, PROJECT_DIR, MARK, PARENT_PID, CANARY_PID, PORT, SECRET_FILE, ROOT_SECRET,
+OUTSIDE_DIR, ABSTRACT_SOCKET) are filled in by the test with the real paths and pids of this test run.
+OUTSIDE_DIR is a directory outside /tmp, the project and home (like a task file or another run directory
+the user keeps anywhere): it holds task.yaml (a secret), hf/token (an access token beside a Hugging Face
+hub cache the child may read) and s.sock (an AF_UNIX socket the parent listens on).
 """
 
 from __future__ import annotations
@@ -399,5 +402,57 @@ import os
 def run(ctx):
     return {"summary": "peek", "measurements": {"run": os.listdir("RUN_DIR") if os.path.isdir("RUN_DIR") else None,
             "siblings": os.listdir("..")}}
+''', True, ("ok",)),
+    Attack("read_files_outside_the_allow_list", '''
+def run(ctx):
+    got = {}
+    for p in ["OUTSIDE_DIR/task.yaml", "OUTSIDE_DIR/hf/token", "PROJECT_DIR/README.md", "PROJECT_DIR/pyproject.toml",
+              "PROJECT_DIR/orchestrator/__init__.py", "/etc/environment", "/var/log", "/work", "/srv"]:
+        try:
+            with open(p) as f:
+                got[p] = "READ " + f.read()[:200]
+        except OSError as e:
+            got[p] = e.strerror
+    return {"summary": "read", "measurements": got}
+''', True, ("ok",)),
+    Attack("connect_to_unix_sockets", '''
+import socket
+def run(ctx):
+    out = {}
+    for name, addr in (("file", "OUTSIDE_DIR/s.sock"), ("abstract", "\\0ABSTRACT_SOCKET")):
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(addr)
+            s.sendall(b"hello from the sandbox")
+            out[name] = "CONNECTED"
+        except OSError as e:
+            out[name] = e.strerror
+    return {"summary": "unix sockets", "measurements": out}
+''', True, ("ok",)),
+    Attack("fork_to_multiply_the_memory_limit", '''
+import os
+def run(ctx):
+    pids = []
+    for i in range(4):  # each child stays under RLIMIT_AS; together they hold twice the limit
+        pid = os.fork()
+        if pid == 0:
+            try:
+                b = bytearray(250 << 20)
+                for j in range(0, len(b), 4096):
+                    b[j] = 1
+            except MemoryError:
+                os._exit(3)
+            os._exit(0)
+        pids.append(pid)
+    return {"summary": "forked", "measurements": {"codes": [os.waitpid(p, 0)[1] for p in pids]}}
+''', True, ("ok", "resource_limit"), limits={"memory_mb": 512}),
+    Attack("plant_kernel_in_shared_tmp", '''
+import os, tempfile
+def run(ctx):
+    d = os.path.join(tempfile.gettempdir(), "mlx", "0.0.0-planted", "cpu")
+    os.makedirs(d, mode=0o777, exist_ok=True)
+    with open(os.path.join(d, "libplanted.so"), "w") as f:
+        f.write("a kernel another MLX process would dlopen")
+    return {"summary": "planted", "measurements": {"tmpdir": tempfile.gettempdir()}}
 ''', True, ("ok",)),
 ]

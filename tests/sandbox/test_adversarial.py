@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,12 +44,15 @@ class Env:
     listener: socket.socket
     canary_pid: int
     report: IsolationReport
+    outside: Path
+    unix_listeners: list[socket.socket]
 
     def fill(self, code: str) -> str:
         subs = {"RUN_DIR": str(self.run_dir), "PROJECT_DIR": str(PROJECT), "MARK": str(self.mark),
                 "PARENT_PID": str(os.getpid()), "CANARY_PID": str(self.canary_pid),
                 "PORT": str(self.listener.getsockname()[1]), "SECRET_FILE": str(self.tmp / "secret.txt"),
-                "ROOT_SECRET": str(ROOT_SECRET)}
+                "ROOT_SECRET": str(ROOT_SECRET), "OUTSIDE_DIR": str(self.outside),
+                "ABSTRACT_SOCKET": self.outside.name}
         for key, value in subs.items():
             code = code.replace(key, value)
         return code
@@ -65,6 +70,14 @@ def root_secret():
             print(f"  {name:45s} {mode:9s} {status:15s} {reason}")
 
 
+def _outside_dir() -> Path:
+    """A directory outside /tmp, the project and home: where a user may keep task files or run directories."""
+    for base in ("/var/tmp", str(Path.home())):
+        if os.access(base, os.W_OK):
+            return Path(tempfile.mkdtemp(prefix="sandbox-test-outside-", dir=base))
+    pytest.skip("no writable directory outside /tmp for the allow-list attacks")
+
+
 @pytest.fixture
 def env(tmp_path: Path, canary, monkeypatch: pytest.MonkeyPatch) -> Env:
     monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
@@ -76,9 +89,27 @@ def env(tmp_path: Path, canary, monkeypatch: pytest.MonkeyPatch) -> Env:
     listener.setblocking(False)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
+    outside = _outside_dir()
+    outside.chmod(0o755)
+    (outside / "task.yaml").write_text(FILE_SECRET)
+    (outside / "hf" / "hub").mkdir(parents=True)
+    (outside / "hf" / "token").write_text(FILE_SECRET)  # huggingface_hub writes it 0644
+    monkeypatch.setenv("HF_HOME", str(outside / "hf"))
+    unix_listeners = []
+    for address in (str(outside / "s.sock"), "\0" + outside.name):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(address)
+        sock.listen(4)
+        sock.setblocking(False)
+        unix_listeners.append(sock)
+    os.chmod(outside / "s.sock", 0o777)
     yield Env(tmp=tmp_path, run_dir=make_run_dir(tmp_path / "run"), scratch=scratch, mark=tmp_path / "pwned",
-              listener=listener, canary_pid=canary.pid, report=isolation_report())
+              listener=listener, canary_pid=canary.pid, report=isolation_report(), outside=outside,
+              unix_listeners=unix_listeners)
     listener.close()
+    for sock in unix_listeners:
+        sock.close()
+    shutil.rmtree(outside)
 
 
 def _measure(o: ExperimentOutcome) -> dict:
@@ -162,6 +193,39 @@ def _nothing_found(o: ExperimentOutcome, e: Env) -> None:
     assert _measure(o)["found"] == []
 
 
+def _nothing_read(o: ExperimentOutcome, e: Env) -> None:
+    m = _measure(o)
+    read = {p: v for p, v in m.items() if v.startswith("READ")}
+    if e.report.mode != "bwrap":  # no mount namespace of our own: only the uid's permissions apply
+        read = {p: v for p, v in read.items() if "OUTSIDE" in v or FILE_SECRET in v}
+    assert read == {}, read
+
+
+def _no_connection(o: ExperimentOutcome, e: Env) -> None:
+    m = _measure(o)
+    assert "CONNECTED" not in m.values(), m
+
+
+def _tree_memory_capped(o: ExperimentOutcome, e: Env) -> None:
+    if o.status == "resource_limit":  # the kernel killed the experiment process itself
+        assert "out of memory" in o.reason, o.reason
+        return
+    codes = _measure(o)["codes"]
+    cap_mb = 512 + FAST.tmp_size_mb + FAST.scratch_size_mb
+    held = 250 * sum(1 for c in codes if c == 0)  # children that filled all of their 250 MB and exited cleanly
+    if e.report.memory_cgroup:
+        assert held <= cap_mb, f"the children together held {held} MB; the tree's limit is {cap_mb} MB ({codes})"
+    else:
+        assert "no memory cgroup" in e.report.summary()
+
+
+PLANTED = Path("/tmp/mlx/0.0.0-planted")
+
+
+def _kernel_not_shared(o: ExperimentOutcome, e: Env) -> None:
+    assert not PLANTED.exists(), "a child planted a kernel in the host's shared /tmp"
+
+
 CHECKS: dict[str, Callable[[ExperimentOutcome, Env], None]] = {
     "write_contract_relative_and_via_proc_root": _no_wrote,
     "symlink_escape_from_scratch": _no_wrote,
@@ -179,6 +243,10 @@ CHECKS: dict[str, Callable[[ExperimentOutcome, Env], None]] = {
     "pickle_blob_in_result": _blob_inert,
     "attrgetter_frame_walk_to_builtins": _frame_walk_reached_os_but_wrote_nothing,
     "builtins_subclasses_to_os_system": _frame_walk_reached_os_but_wrote_nothing,
+    "read_files_outside_the_allow_list": _nothing_read,
+    "connect_to_unix_sockets": _no_connection,
+    "fork_to_multiply_the_memory_limit": _tree_memory_capped,
+    "plant_kernel_in_shared_tmp": _kernel_not_shared,
 }
 
 
@@ -195,8 +263,9 @@ def assert_contained(e: Env, o: ExperimentOutcome, digest: str, outside: dict, p
     assert o.contract_before == o.contract_after == digest == contract_digest(e.run_dir)
     assert verify_contract(e.run_dir).ok
     assert os.kill(e.canary_pid, 0) is None  # the stand-in orchestrator is alive (raises if not)
-    with pytest.raises(BlockingIOError):
-        e.listener.accept()
+    for sock in (e.listener, *e.unix_listeners):
+        with pytest.raises(BlockingIOError):
+            sock.accept()
     assert tree_state(e.tmp, skip=(e.scratch, e.run_dir / "results")) == outside
     assert tree_state(PROJECT / "sandbox") == project and not (PROJECT / "pwned").exists()
     assert ROOT_SECRET.read_text() == FILE_SECRET and not e.mark.exists()

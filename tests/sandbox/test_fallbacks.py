@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -83,6 +84,21 @@ def test_detached_daemon_is_killed(run_dir: Path, scratch_root: Path, fallback: 
     assert sandbox_uid_processes(str(scratch_root), any_uid=True) == []
 
 
+def test_temporary_files_stay_in_the_childs_scratch(run_dir: Path, scratch_root: Path,
+                                                     fallback: IsolationReport) -> None:
+    """Without bubblewrap's private /tmp, a child's temporary files (MLX's compiled-kernel cache) must not
+    land in the shared /tmp, where the verifier or the user's own MLX process would load a planted kernel."""
+    planted = Path("/tmp/mlx/0.0.0-planted")
+    try:
+        out = attack(run_dir, scratch_root, "plant_kernel_in_shared_tmp", fallback)
+        assert out.status == "ok", out.reason
+        assert Path(out.result.measurements["tmpdir"]).is_relative_to(scratch_root)
+        assert not planted.exists()
+        assert list(scratch_root.iterdir()) == []  # removed with the scratch directory
+    finally:
+        shutil.rmtree(planted, ignore_errors=True)
+
+
 def test_degraded_isolation_fails_closed_unless_allowed(run_dir: Path, scratch_root: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     if isolation_report("rlimits-only").contains_filesystem:
@@ -95,3 +111,30 @@ def test_degraded_isolation_fails_closed_unless_allowed(run_dir: Path, scratch_r
         run_experiment(run_dir, path, 1, limits=FAST, scratch_root=scratch_root)
     monkeypatch.setenv("SANDBOX_ALLOW_DEGRADED", "1")
     assert run_experiment(run_dir, path, 1, limits=FAST, scratch_root=scratch_root).status == "ok"
+
+
+def test_macos_sandbox_exec_is_probed_and_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Mac has no bubblewrap: sandbox-exec is used only after a probe child proves the profile holds;
+    a failing probe leaves rlimits only, which require_isolation refuses."""
+    import sandbox.isolation as iso
+
+    monkeypatch.delenv(iso.ALLOW_DEGRADED_ENV, raising=False)
+    monkeypatch.setattr(iso.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(iso, "_probe", lambda mode, uid_drop: {"net": "connected to 192.0.2.1:9", "hidden_seen": []})
+    report = iso._detect_macos()
+    assert report.mode == "rlimits-only" and "probe failed" in report.summary()
+    with pytest.raises(IsolationUnavailable):
+        iso.require_isolation(report)
+    monkeypatch.setattr(iso, "_probe", lambda mode, uid_drop: {"net": "connect failed: errno 1", "hidden_seen": []})
+    assert iso._detect_macos().mode == "sandbox-exec"
+
+
+def test_macos_profile_denies_unix_sockets_and_the_run_directory(tmp_path: Path) -> None:
+    from sandbox.isolation import macos_profile
+
+    run = tmp_path / "run"
+    profile = macos_profile(tmp_path / "scratch", [run], [tmp_path / "venv"])
+    assert "(deny network*)" in profile and "allow network" not in profile  # ssh-agent, docker: unix sockets
+    last_rule_on_run = [line for line in profile.splitlines() if str(run.resolve()) in line][-1]
+    assert last_rule_on_run.startswith("(deny file-read-data")  # later rules win in sandbox-exec profiles
+    assert '(subpath "/private/var/folders")' in profile  # other children's scratch (verifier requests)
