@@ -119,10 +119,18 @@ def finding_note(rec: AttemptRecord, result: ExperimentResult) -> str:
             f"[{v.get('ci_low', 0):+.4f}, {v.get('ci_high', 0):+.4f}] | {v.get('p_value', 1):.3g} | "
             f"{v.get('adjusted_p', 1):.3g} | {v.get('noise_floor', 0):.4f} | {v.get('n_pairs', 0)} |"
         )
+    lines += circuit_lines(rec.verifications)
     lines += ["", "## Claims as tested", ""]
     for i, claim in enumerate(result.claims):
-        lines += [f"{i}. {claim.statement}", "", "```json",
-                  json.dumps(claim.model_dump(mode="json"), indent=1, sort_keys=True), "```", ""]
+        data = claim.model_dump(mode="json")
+        extra: list[str] = []
+        if claim.circuit is not None:  # thousands of edges: the full list stays in the result file
+            top = sorted(zip(claim.circuit.edges, claim.circuit.edge_scores or [math.nan] * len(claim.circuit.edges)),
+                         key=lambda e: -abs(e[1]) if math.isfinite(e[1]) else 0.0)[:20]
+            data["circuit"] |= {"edges": f"{len(claim.circuit.edges)} edges (results/{rec.attempt:04d}.json)",
+                                "edge_scores": "omitted"}
+            extra = ["Top edges by |score|: " + ", ".join(f"`{e}` {v:+.3g}" for e, v in top), ""]
+        lines += [f"{i}. {claim.statement}", "", "```json", json.dumps(data, indent=1, sort_keys=True), "```", "", *extra]
     lines += ["## Evidence (exploration pairs)", "", result.summary.strip() or "(no summary)", ""]
     if rec.analysis is not None:
         lines += ["## Analysis", "", rec.analysis.interpretation, ""]
@@ -130,6 +138,39 @@ def finding_note(rec: AttemptRecord, result: ExperimentResult) -> str:
     if rec.reflection is not None:
         lines += ["", "## Why kept", "", rec.reflection.reason, ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def circuit_lines(verifications: list[dict[str, Any]]) -> list[str]:
+    """The held-out figures of circuit claims (orchestrator.verify_circuit), for the finding note."""
+    rows = []
+    for v in verifications:
+        c = (v.get("details") or {}).get("circuit")
+        if not isinstance(c, dict):
+            continue
+        randoms = [float(x) for x in c.get("random_faithfulness", [])]
+        best = max(randoms) if randoms else math.nan
+        mean = sum(randoms) / len(randoms) if randoms else math.nan
+        rows.append(
+            f"| {v.get('claim_index', 0)} | {'yes' if v.get('kept') else 'no'} | {c['n_edges']} | "
+            f"{len([n for n in c.get('nodes', []) if n not in ('input', 'logits')])} | {c['faithfulness']:.3f} "
+            f"[{v.get('ci_low', 0):.3f}, {v.get('ci_high', 0):.3f}] | {c.get('threshold', math.nan):.2f} | "
+            f"{best:.3f} / {mean:.3f} | {c['cpr']:.3f} / {c['random_cpr']:.3f} | {c['cmd']:.3f} / {c['random_cmd']:.3f} | "
+            f"{c['jaccard_mean']:.3f} [{c['jaccard_p05']:.3f}, {c['jaccard_p95']:.3f}] (min {c.get('min_jaccard', math.nan):.2f}) | "
+            f"{c['agreement']:.3f} | {c['held_out_pairs']} |")
+    if not rows:
+        return []
+    c0 = next((v.get("details") or {}).get("circuit") for v in verifications if (v.get("details") or {}).get("circuit"))
+    return ["", "## Circuit verification (held-out pairs)", "",
+            f"Re-measured by the trusted verifier with edge patching ({c0['ablation']} ablation): faithfulness per "
+            "held-out pair with a bootstrap CI; random circuits of the same edge count grown from the logits; CPR and CMD "
+            f"of {c0['method']} recomputed on the {c0['exploration_pairs']} exploration pairs and evaluated on the held-out "
+            f"pairs beside random circuits (MIB); bootstrap Jaccard over {c0['jaccard_resamples']} resamples of the "
+            "exploration pairs; agreement = Jaccard of the claimed edges with the method's own circuit of that size. "
+            "Kept only if the CI clears the threshold, beats every random circuit clearly, and the Jaccard reaches its "
+            "minimum (orchestrator/analysis/circuit.py).", "",
+            "| # | kept | edges | heads/MLPs | faithfulness [95% CI] | threshold | random circuits (best / mean) | "
+            "CPR (method / random) | CMD (method / random) | Jaccard [5-95%] | agreement | n |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def finding_body(rec: AttemptRecord) -> str:

@@ -13,6 +13,7 @@ from orchestrator.analysis import AnalysisError, decide
 from orchestrator.contract import restore_contract
 from orchestrator.interfaces import VerificationResult, VerifyRequest
 from orchestrator.task import Task
+from orchestrator.verify_circuit import verify_circuit
 from sandbox import verifier as sandbox_verifier
 from sandbox.schemas import Claim, ResourceLimits
 from sandbox.schemas import VerificationResult as MeasuredClaim
@@ -42,6 +43,8 @@ class SubprocessVerifier:
             return sandbox_verifier.verify_claim(run_dir, claim, n_null=self.n_null, limits=self.limits)
 
     def verify(self, claim: Claim, attempt: VerifyRequest) -> VerificationResult:
+        if claim.circuit is not None:  # an edge-level circuit: its own figures and keep rule
+            return verify_circuit(claim, attempt, n_null=self.n_null, limits=self.limits)
         try:
             measured = self._measure(claim, attempt.run_dir)
         except sandbox_verifier.NoiseFloorMismatch as exc:  # recorded as a failed verification, never kept

@@ -21,7 +21,9 @@ ALLOWED_MODULES: frozenset[str] = frozenset(
      "__future__"}
 )
 # Only the engine's public API (engine/__init__ exports and these light modules).
-ALLOWED_ENGINE_MODULES: frozenset[str] = frozenset({"engine", "engine.metrics", "engine.interventions"})
+ALLOWED_ENGINE_MODULES: frozenset[str] = frozenset(
+    {"engine", "engine.metrics", "engine.interventions", "engine.circuits"}
+)
 BANNED_SUBMODULES: frozenset[str] = frozenset(
     {"numpy.ctypeslib", "numpy.f2py", "numpy.distutils", "numpy.testing", "numpy.lib", "numpy.core", "numpy.ma",
      "numpy.rec", "numpy.char"}
@@ -71,6 +73,8 @@ BANNED_ATTRIBUTES: frozenset[str] = frozenset(
         "get_type_hints", "ForwardRef", "evaluate_forward_ref", "get_annotations",
         # mlx file I/O reachable as engine.metrics.mx
         "save_safetensors", "save_gguf", "export_function", "import_function", "export_to_dot",
+        # engine.circuits writes a model directory
+        "build_planted_model",
     }
 )
 BANNED_IMPORT_ROOTS: frozenset[str] = frozenset({"sandbox", "orchestrator", "contract"})

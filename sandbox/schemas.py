@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.interventions import Intervention
 
@@ -23,6 +23,38 @@ class PromptPair(BaseModel):
     wrong: str = Field(description="answer token for the corrupted prompt, e.g. ' Rome'")
 
 
+MAX_CIRCUIT_EDGES = 20_000
+
+
+class CircuitClaim(BaseModel):
+    """An edge-level circuit (engine.circuits edge names, e.g. ``'a3.h1->m5'``) claimed to reproduce the
+    behaviour. The verifier re-measures it on held-out pairs with edge patching (edges outside the circuit
+    take their corrupted value, or their mean with ``ablation='mean'``): per-pair faithfulness, random
+    circuits of the same size, and CPR/CMD and bootstrap stability of ``method`` recomputed by trusted code
+    on the exploration pairs. ``edge_scores`` (optional, same order as ``edges``) are only drawn."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    edges: list[str] = Field(min_length=1, max_length=MAX_CIRCUIT_EDGES)
+    edge_scores: list[float] = Field(default_factory=list, max_length=MAX_CIRCUIT_EDGES)
+    method: Literal["eap", "eap-ig"] = Field(default="eap-ig", description="the scoring method that selected it")
+    ig_steps: int = Field(default=5, ge=1, le=32)
+    requested_size: int | None = Field(default=None, ge=1, description="top-k size before pruning, if selected so")
+    signed: bool = Field(default=False, description="edges ranked by signed score (the edges whose patching lowers "
+                         "the metric, i.e. that support the behaviour, first) rather than by |score|")
+    ablation: Literal["counterfactual", "mean"] = "counterfactual"
+    min_jaccard: float = Field(default=0.5, ge=0.0, le=1.0, description="bootstrap Jaccard the circuit must reach "
+                               "(the verifier never accepts less than its own floor)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CircuitClaim":
+        if len(set(self.edges)) != len(self.edges):
+            raise ValueError("circuit edges must be unique")
+        if self.edge_scores and len(self.edge_scores) != len(self.edges):
+            raise ValueError(f"{len(self.edge_scores)} edge_scores for {len(self.edges)} edges (give one per edge or none)")
+        return self
+
+
 class Claim(BaseModel):
     """A machine-checkable finding: apply ``interventions`` to the ``target`` run of every pair
     (patch values and resample references come from the ``source`` run) and compare the contract
@@ -32,18 +64,34 @@ class Claim(BaseModel):
     when ``normalise`` (0 = no change, 1 = moved the whole mean clean-corrupted gap), else the raw difference.
     The mean gap, not each pair's own, is the denominator: a pair with a near-zero gap would otherwise turn a
     small change into an unbounded effect.
+
+    A circuit claim sets ``circuit`` instead of ``interventions``: its per-pair effect is the pair's share of
+    the held-out faithfulness, (m_i(circuit) - m_i(empty)) / mean over pairs of (m(full) - m(empty)), so the
+    mean effect is the faithfulness; ``min_effect`` is the faithfulness it must clear, direction "increase".
     """
 
     model_config = ConfigDict(extra="forbid")
 
     statement: str = Field(min_length=1, max_length=2000)
-    interventions: list[Intervention] = Field(min_length=1, max_length=512)
+    interventions: list[Intervention] = Field(default_factory=list, max_length=512)
     target: Literal["clean", "corrupted"] = "corrupted"
     source: Literal["clean", "corrupted"] = "clean"
     normalise: bool = True
     expected_direction: Literal["increase", "decrease"]
     min_effect: float = Field(default=0.0, ge=0.0, description="smallest |effect| that counts as the claim holding")
     family: str = Field(default="", description="the prompt family the claim is about (task name)")
+    circuit: CircuitClaim | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Claim":
+        if self.circuit is None and not self.interventions:
+            raise ValueError("a claim needs at least one intervention (or a `circuit` for an edge-level circuit claim)")
+        if self.circuit is not None:
+            if self.interventions:
+                raise ValueError("a circuit claim carries its edges in `circuit`; leave `interventions` empty")
+            if self.expected_direction != "increase":
+                raise ValueError("a circuit claim's faithfulness is expected to be high: use expected_direction 'increase'")
+        return self
 
 
 class ExperimentResult(BaseModel):
@@ -169,3 +217,55 @@ class VerificationResult(BaseModel):
     seed: int = 0
     durations: Durations = Field(default_factory=Durations)
     isolation: list[str] = Field(default_factory=list)
+    circuit: "CircuitFigures | None" = Field(default=None, description="a circuit claim's held-out figures")
+
+
+class CircuitFigures(BaseModel):
+    """What the trusted verifier measured for a circuit claim (sandbox/verify_circuit.py).
+
+    ``effects`` of the VerificationResult are the per-pair faithfulness shares (their mean is
+    ``faithfulness``); ``null_effects['random_circuits']`` the same for random circuits of the same edge
+    count grown from the logits. CPR (area under the faithfulness curve, higher is better) and CMD (area
+    under |1 - f|, lower is better) follow MIB, for ``method`` recomputed on the exploration pairs and for
+    random circuits, both evaluated on the held-out pairs; stability is the bootstrap Jaccard (over the
+    exploration pairs) of the method's circuit of ``stability_size`` edges.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    n_edges: int
+    nodes: list[str]
+    method: str
+    ig_steps: int
+    ablation: str
+    held_out_pairs: int
+    exploration_pairs: int
+    m_full: float
+    m_empty: float
+    faithfulness: float
+    random_faithfulness: list[float]
+    random_edges: list[int] = Field(description="edges left in each random circuit after pruning")
+    cpr: float
+    cmd: float
+    random_cpr: float
+    random_cmd: float
+    curve_percentages: list[float]
+    curve: list[float] = Field(description="faithfulness of the method's top circuits (|score|) at each size")
+    random_curve: list[float]
+    signed_curve: list[float] = Field(default_factory=list, description="the same with edges in signed order (CPR's)")
+    signed: bool = Field(default=False, description="stability and agreement use the signed ranking")
+    stability_size: int
+    jaccard_mean: float
+    jaccard_std: float
+    jaccard_p05: float
+    jaccard_p95: float
+    jaccard_resamples: int
+    agreement: float = Field(description="Jaccard of the claimed edges with the trusted method's own circuit of "
+                                         "the same size (1 = the claim is what the method selects)")
+    runtime_s: dict[str, float] = Field(default_factory=dict)
+
+
+VerificationResult.model_rebuild()

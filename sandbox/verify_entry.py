@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 from sandbox.childlib import Channel, apply_rlimits, exit_now, read_request
+from sandbox.verify_circuit import measure_circuit
 
 GAP_EPS = 1e-6
 LAYER_HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
@@ -189,7 +190,8 @@ def main(argv: list[str]) -> int:
     channel.send({"type": "ready"})
     start = time.perf_counter()
     try:
-        result = measure(request)
+        circuit = bool((request.get("claim") or {}).get("circuit"))
+        result = measure_circuit(request) if circuit else measure(request)
     except Exception as exc:  # noqa: BLE001 - reported to the parent as a failed verification
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
         channel.send({"type": "error", "error_type": type(exc).__name__, "error": str(exc)[:2000],

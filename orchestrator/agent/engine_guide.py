@@ -17,6 +17,12 @@ from pathlib import Path
 ENGINE_ROOT = Path(__file__).resolve().parents[2] / "engine"
 EXAMPLES_DIR = Path(__file__).resolve().parent / "guide_examples"
 EXAMPLE_FILES = ("patch_resid_by_layer.py", "ablate_attn_by_layer.py")
+CIRCUIT_EXAMPLES = ("circuit_eap_ig.py",)  # needs a real model (tested in the sandbox on a planted-circuit model)
+# engine.circuits names the guide documents (the rest of its exports are results and internals of these)
+CIRCUIT_NAMES = ("CircuitTask", "graph_of", "eap_ig", "eap", "compare_methods", "topk_mask", "faithfulness",
+                 "circuit_metrics", "select_circuit", "grow_to_faithfulness", "circuit_from_mask", "bootstrap_jaccard",
+                 "acdc", "Circuit")
+CIRCUIT_DOC_LINES = 2
 # Attributes set in __init__ that agents should use; everything else on these objects is internal.
 PUBLIC_ATTRIBUTES = {"HookedModel": ("cfg",)}
 MAX_DOC_LINES = 8
@@ -41,6 +47,12 @@ A claim is machine-checked later on held-out pairs by trusted code:
 "normalise": true, "expected_direction": "increase"|"decrease", "min_effect": float >= 0}}`.
 Effect per pair = (metric(intervened target) - metric(target)) / (metric(clean) - metric(corrupted)) when normalise.
 Intervention dicts are the models below with their `kind`, e.g. `{{"kind": "patch", "hook": "blocks.5.hook_resid_pre", "positions": [-1]}}`.
+A circuit claim names edges instead of interventions (see engine.circuits below):
+`{{"statement": str, "circuit": {{"edges": [edge names], "edge_scores": [floats], "method": "eap-ig"|"eap", "ig_steps": int,
+"requested_size": k, "signed": bool}}, "expected_direction": "increase", "min_effect": faithfulness it must keep}}`.
+The verifier re-measures it on held-out pairs: faithfulness per pair (CI lower bound must clear min_effect, never
+below 0.5), random circuits of the same size (it must beat every one clearly), CPR/CMD of the method and the
+bootstrap Jaccard of its circuit (at least 0.5).
 
 Rules (a static guard rejects violations before anything runs): import only {allowed}; no attribute
 starting with `_`; no {banned}; no file, network or process access; no mlx import (use engine methods
@@ -220,7 +232,39 @@ def _rules() -> tuple[str, str]:
 
 
 def example_sources() -> dict[str, str]:
-    return {name: (EXAMPLES_DIR / name).read_text(encoding="utf-8") for name in EXAMPLE_FILES}
+    return {name: (EXAMPLES_DIR / name).read_text(encoding="utf-8") for name in (*EXAMPLE_FILES, *CIRCUIT_EXAMPLES)}
+
+
+def circuits_reference(engine_root: Path = ENGINE_ROOT) -> tuple[str, list[str]]:
+    """(markdown, names not found) for the documented engine.circuits names, read from engine/circuits/__init__.py."""
+    src = _parse(engine_root / "circuits" / "__init__.py")
+    table: dict[str, str] = {}
+    for node in src.tree.body if src else []:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == "_EXPORTS":
+            table = {str(k): str(v) for k, v in ast.literal_eval(node.value).items()}
+    lines = ["### `engine.circuits` (edge-level circuits: `from engine import circuits`)",
+             "Edges are named `<sender>-><receiver>`: senders `input`, `a{L}.h{h}` (a head), `m{L}` (an MLP); receivers "
+             "`a{L}.h{h}<q>`, `a{L}.kv{g}<k>`, `a{L}.kv{g}<v>` (grouped-query k/v), `m{L}`, `logits`. Scores are the "
+             "estimated metric change when the edge alone is patched to its corrupted value (negative = supports the "
+             "clean answer); `absolute=False` ranks by that signed score. Results: `EdgeScores` (`.array()`, `.top(k)`, "
+             "`.node_scores()`), `CircuitComparison` (`.get(method)` -> `.cpr`, `.cmd`, curves `.signed`/`.absolute` with "
+             "`.requested_edges`, `.faithfulness`), `Stability` (`.jaccard_mean`), `Circuit` (`.edges`, `.edge_scores`)."]
+    missing = []
+    for name in CIRCUIT_NAMES:
+        module = table.get(name)
+        node_src = _parse(engine_root / Path(*module.split(".")[1:]).with_suffix(".py")) if module else None
+        node = _find(node_src.tree, name) if node_src else None
+        if isinstance(node, ast.FunctionDef):
+            doc = _doc(node, CIRCUIT_DOC_LINES)
+            lines.append(f"- `circuits.{_signature(node, False)}`" + (f"\n{_indent(doc)}" if doc else ""))
+        elif isinstance(node, ast.ClassDef):
+            methods = [n for n in node.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+            doc = _doc(node, CIRCUIT_DOC_LINES)
+            lines.append(f"- `circuits.{name}`" + (f"\n{_indent(doc)}" if doc else "")
+                         + ("\n    methods: " + ", ".join(f"`{m.name}`" for m in methods) if methods else ""))
+        else:
+            missing.append(name)
+    return "\n".join(lines), missing
 
 
 @functools.lru_cache(maxsize=4)
@@ -234,11 +278,14 @@ def build_engine_guide(engine_root: Path = ENGINE_ROOT, with_examples: bool = Tr
         "## Public API",
         reference,
     ]
+    circuits, circuits_missing = circuits_reference(engine_root)
+    parts.append(circuits)
+    missing = [*missing, *(f"circuits.{n}" for n in circuits_missing)]
     if missing:
         parts.append("(not documented, module not found: " + ", ".join(missing) + ")")
     parts += ["## Hook names and shapes", "```\n" + hook_reference(engine_root) + "\n```"]
     if with_examples:
-        parts.append("## Worked examples (both pass the guard and run in the sandbox)")
+        parts.append("## Worked examples (all pass the guard and run in the sandbox)")
         for name, code in example_sources().items():
             parts.append(f"### {name}\n```python\n{code.strip()}\n```")
     return "\n\n".join(parts) + "\n"

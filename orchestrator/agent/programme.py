@@ -115,6 +115,20 @@ STEPS: tuple[Step, ...] = (
         },
     ),
     Step(
+        slug="edge-circuit",
+        method="circuit_discovery",
+        hypothesis="An edge-level circuit (EAP-IG edge scores over the whole graph of embedding, heads' q/k/v inputs, MLPs "
+        "and logits; the top edges grown until they reproduce 80% of the behaviour on the exploration pairs) reproduces "
+        "most of the clean-corrupted metric difference on held-out pairs, far beyond random circuits of its size, and "
+        "keeps its edges when the prompt pairs are resampled.",
+        falsification="On held-out pairs the circuit's faithfulness CI falls below 0.5 or does not clear every random circuit "
+        "of the same size, or its bootstrap Jaccard over resampled pairs is below 0.5.",
+        rationale="Component-level checks cannot say which paths between components matter; edge attribution patching "
+        "(EAP-IG) scores every edge at once, edge patching measures faithfulness, CPR/CMD against random circuits and "
+        "bootstrap stability.",
+        params=lambda figs: {"target": 0.8, "steps": 5, "min_faithfulness": 0.5},
+    ),
+    Step(
         slug="synthesis",
         method="summary",
         hypothesis="The verified findings so far answer the research question.",

@@ -337,6 +337,81 @@ def run(ctx):
     }
 '''
 
+BODIES["edge-circuit"] = """
+from engine import circuits
+
+TARGET = PARAMS.get("target", 0.8)  # exploration faithfulness the circuit is grown to
+STEPS = PARAMS.get("steps", 5)  # EAP-IG interpolation steps
+MIN_FAITHFULNESS = PARAMS.get("min_faithfulness", 0.5)  # held-out faithfulness the claim asks the verifier for
+MAX_EDGES = 20000  # the largest circuit a claim may name
+REFINE = 8  # sizes tried between the two ladder points that bracket the target
+METRICS = {"logit_diff": "logit_diff", "prob_correct": "prob"}
+
+
+def grow(model, task, graph, arr, curve):
+    # The smallest top-k circuit reaching TARGET, edges in signed order (those whose patching lowers the metric,
+    # i.e. that support the clean answer, first; then pruned to input->logits paths): bracketed on the MIB ladder
+    # the comparison measured, then REFINE sizes in between are tried in one batched patched forward.
+    sizes, fs = curve.requested_edges, curve.faithfulness
+    hi = next((i for i, f in enumerate(fs) if f >= TARGET), len(fs) - 1)
+    lo_k, hi_k = (sizes[hi - 1] if hi > 0 else 0), sizes[hi]
+    ks = sorted(set(int(round(lo_k + (hi_k - lo_k) * (i + 1) / (REFINE + 1))) for i in range(REFINE)) - {0})
+    masks = [circuits.topk_mask(graph, arr, k, absolute=False) for k in ks]
+    f_ks = [float(v) for v in circuits.faithfulness(model, task, np.stack(masks))] if ks else []
+    best = next(((k, f) for k, f in zip(ks, f_ks) if f >= TARGET), (hi_k, float(fs[hi])))
+    return best[0], best[1], [[k, f] for k, f in zip(ks, f_ks)]
+
+
+def run(ctx):
+    model = ctx.model
+    task = circuits.CircuitTask.from_tokens(ctx.clean_tokens, ctx.corrupted_tokens, ctx.correct_ids, ctx.wrong_ids,
+                                            metric=METRICS.get(ctx.metric_name, "logit_diff"))
+    graph = circuits.graph_of(model)
+    scores = circuits.eap_ig(model, task, steps=STEPS)
+    arr = scores.array()
+    cmp = circuits.compare_methods(model, task, {"eap-ig": scores}, seed=SEED)
+    ig, rnd = cmp.get("eap-ig"), cmp.get("random")
+    k, f, tried = grow(model, task, graph, arr, ig.signed)
+    circuit = circuits.circuit_from_mask(graph, circuits.topk_mask(graph, arr, k, absolute=False), model=model.cfg.name,
+                                         method=f"eap-ig signed top-k grown to f>={TARGET:g}", scores=arr,
+                                         requested_size=k)
+    stab = circuits.bootstrap_jaccard(scores, k, absolute=False, seed=SEED)
+    nodes = [n for n in circuit.nodes() if n not in ("input", "logits")]
+    claims = []
+    if f >= TARGET and circuit.n_edges <= MAX_EDGES:
+        claims.append({
+            "statement": f"An edge-level circuit of {circuit.n_edges} edges ({len(nodes)} heads/MLPs; the {k} edges with "
+                         f"the most negative EAP-IG scores, {STEPS} steps, pruned to input->logits paths) reproduces at "
+                         f"least {MIN_FAITHFULNESS:.2f} of the model's clean-corrupted metric difference on held-out "
+                         f"pairs (faithfulness {f:.2f} on the exploration pairs), clearly more than random circuits of "
+                         f"its size, and keeps its edges when the pairs are resampled.",
+            "circuit": {"edges": circuit.edges, "edge_scores": circuit.edge_scores, "method": "eap-ig",
+                        "ig_steps": STEPS, "requested_size": k, "signed": True},
+            "expected_direction": "increase",
+            "min_effect": MIN_FAITHFULNESS,
+        })
+    pct = [f"{p * 100:g}%" for p in ig.signed.percentages]
+    curves = {"EAP-IG (signed)": ig.signed.faithfulness, "EAP-IG (|score|)": ig.absolute.faithfulness,
+              "random": rnd.absolute.faithfulness}
+    return {
+        "summary": f"{scores.summary()} {cmp.summary()} Circuit: the {k} edges whose patching lowers the metric most "
+                   f"(signed EAP-IG score), pruned to {circuit.n_edges} edges on input->logits paths, faithfulness "
+                   f"{f:.3f} on the exploration pairs; {stab.summary()}. Nodes: {', '.join(nodes[:20])}"
+                   f"{' ...' if len(nodes) > 20 else ''}.",
+        "measurements": {
+            "k_circuit_edges": float(circuit.n_edges), "k_faithfulness": f, "k_cpr": ig.cpr, "k_cmd": ig.cmd,
+            "k_random_cpr": rnd.cpr, "k_random_cmd": rnd.cmd, "k_jaccard": stab.jaccard_mean,
+            "comparison": cmp.model_dump(mode="json"), "stability": stab.model_dump(mode="json"),
+            "growth": tried, "top_edges": [[e, v] for e, v in scores.top(20)],
+            "figures": [{"type": "line", "title": "Faithfulness of top-k circuits on the exploration pairs (MIB sizes)",
+                         "x_label": "circuit size (share of edges)", "y_label": "faithfulness", "x_ticks": pct,
+                         "series": curves}],
+        },
+        "claims": claims,
+    }
+"""
+
+
 BODIES["synthesis"] = '''
 def run(ctx):
     clean_m = np.array(ctx.metric(ctx.model.forward(ctx.clean_tokens, logit_positions=[-1])))

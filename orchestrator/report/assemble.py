@@ -212,6 +212,9 @@ def build_document(d: ReportData) -> Document:
             circuits += [p for p, s in zip(plots, x.figures) if s.type == "graph"]
             plots = [p for p, s in zip(plots, x.figures) if s.type != "graph"]
         sections.append(ExperimentSection(x, plots))
+    from orchestrator.report.circuits import circuit_plots  # imports this module's Plot and Table
+
+    circuits = circuit_plots(d) + circuits
     answer = answer_sentences(d)
     return Document(
         data=d, generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -25,6 +25,7 @@ DPI = 100
 MAX_DRAWN_EDGES = 200  # the heaviest ones; arrows are slow to draw and a hairball reads no better
 MAX_BARS = 600  # beyond this many bars, grouped bars are drawn as lines (thousands of rectangles take seconds each)
 POSITIVE, NEGATIVE, NEUTRAL = "#1f5fa8", "#c0392b", "#9e9e9e"
+LINESTYLES = {"": "solid", "q": "solid", "k": "dashed", "v": "dotted"}  # by the input an edge enters
 PALETTE = ("#1f5fa8", "#e07b39", "#2e8b57", "#c0392b", "#7b4ea3", "#8c6d31", "#d45087", "#5f6b6d",
            "#17becf", "#bcbd22", "#393b79", "#637939")
 
@@ -199,6 +200,7 @@ def graph(spec: FigureSpec) -> bytes:
             ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={
                 "arrowstyle": "-|>", "color": POSITIVE if e.weight >= 0 else NEGATIVE,
                 "lw": 0.6 + abs(e.weight) / heaviest * 3.4, "alpha": 0.75, "shrinkA": 12, "shrinkB": 12,
+                "linestyle": LINESTYLES[e.input],
                 "connectionstyle": f"arc3,rad={rad}"})
         for node_id, (x, y) in pos.items():
             ax.text(x, y, show_token(labels[node_id]), ha="center", va="center", fontsize=8,

@@ -68,6 +68,12 @@ class GraphEdge(_Lenient):
     source: str
     target: str
     weight: float = 1.0
+    input: str = ""  # the receiver input an edge enters: "q", "k", "v" (drawn solid, dashed, dotted) or ""
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input(cls, v: Any) -> str:
+        return v if v in ("q", "k", "v") else ""
 
     @field_validator("source", "target", mode="before")
     @classmethod

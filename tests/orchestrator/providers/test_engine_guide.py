@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from orchestrator.agent.engine_guide import EXAMPLE_FILES, EXAMPLES_DIR, api_reference, build_engine_guide, exports
+from orchestrator.agent.engine_guide import (
+    CIRCUIT_EXAMPLES,
+    EXAMPLE_FILES,
+    EXAMPLES_DIR,
+    api_reference,
+    build_engine_guide,
+    exports,
+)
 from sandbox.schemas import ExperimentResult
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -36,12 +43,21 @@ def test_every_exported_name_is_documented() -> None:
     for needle in ("run_with_hooks", "run_with_cache", "logit_diff", "blocks.L.hook_resid_pre", "def run(ctx)",
                    "expected_direction", "hook: str"):
         assert needle in guide
-    assert len(guide) < 20_000  # concise: it is in every executor prompt
+    assert len(guide) < 24_000  # concise: it is in every executor prompt (20k before engine.circuits joined)
+
+
+def test_circuits_api_and_circuit_claims_are_documented() -> None:
+    guide = build_engine_guide()
+    for needle in ("### `engine.circuits`", "circuits.eap_ig(model, task: CircuitTask, steps: int=5", "circuits.compare_methods(",
+                   "circuits.topk_mask(", "circuits.bootstrap_jaccard(", "circuits.CircuitTask", "a{L}.kv{g}<k>",
+                   '"circuit": {', "circuit_eap_ig.py", "from engine import circuits"):
+        assert needle in guide, needle
+    assert "(not documented" not in guide
 
 
 def test_examples_pass_the_static_guard() -> None:
     guard = pytest.importorskip("sandbox.guard")
-    for name in EXAMPLE_FILES:
+    for name in (*EXAMPLE_FILES, *CIRCUIT_EXAMPLES):
         issues = guard.check_source((EXAMPLES_DIR / name).read_text())
         assert issues == [], guard.format_issues(issues)
 
