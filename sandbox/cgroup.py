@@ -137,9 +137,6 @@ def _rmdir(path: Path, pids) -> None:
     raise OSError(f"cannot remove cgroup {path}: processes remain {pids()}")
 
 
-PidsCgroup = TreeCgroup  # the name it had before it also capped memory
-
-
 def cgroup_available() -> bool:
     """Whether a pids cgroup can be created and removed here (tries it once)."""
     return _try(None)
