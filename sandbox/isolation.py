@@ -176,10 +176,11 @@ def _system_args() -> list[str]:
 
 def _mkdirs(path: Path, made: set[Path], stop: tuple[Path, ...]) -> list[str]:
     """--dir for each missing ancestor of ``path`` (0755: bubblewrap would make them 0700, which the child
-    uid could not traverse), below whichever of ``stop`` already exists in the child."""
+    uid could not traverse); ``stop`` already exist in the child (e.g. the private /tmp), their
+    descendants do not and are made too (a model under pytest's 0700 /tmp/pytest-of-root/...)."""
     args = []
     for mid in reversed(path.parents):
-        if mid == Path("/") or mid in made or any(mid == s or s in mid.parents for s in stop):
+        if mid == Path("/") or mid in made or mid in stop:
             continue
         args += ["--perms", "0755", "--dir", str(mid)]
         made.add(mid)

@@ -147,6 +147,34 @@ def test_model_given_as_a_path_is_readable_inside(tmp_path: Path, scratch_root: 
         shutil.rmtree(model_dir)
 
 
+def test_model_under_a_private_dir_in_tmp_is_readable_inside(tmp_path: Path, scratch_root: Path) -> None:
+    """pytest's and mkdtemp's directories under /tmp are 0700: the directories bubblewrap makes on the way to
+    the bound model inside the private /tmp must still be traversable by the child's uid."""
+    import shutil
+    import tempfile
+
+    from sandbox.contract import create_contract
+    from tests.sandbox.conftest import HELD_OUT
+
+    outer = Path(tempfile.mkdtemp(prefix="sandbox-test-private-", dir="/tmp"))  # 0700, like pytest's basetemp
+    try:
+        model_dir = outer / "deeper" / "model"
+        model_dir.mkdir(parents=True)
+        (model_dir / "config.json").write_text('{"model_type": "llama"}')
+        for p in (outer / "deeper", model_dir):
+            p.chmod(0o755)
+        (model_dir / "config.json").chmod(0o644)
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        create_contract(run_dir, str(model_dir), EXPLORATION, HELD_OUT, commit=True)
+        code = f"def run(ctx):\n    return {{'summary': open({str(model_dir / 'config.json')!r}).read()}}\n"
+        out = run_experiment(run_dir, write(run_dir, "0001-a.py", code), 1, limits=FAST, guard=False,
+                             scratch_root=scratch_root)
+        assert out.status == "ok" and "llama" in out.result.summary, out.reason
+    finally:
+        shutil.rmtree(outer)
+
+
 def test_project_under_tmp_is_re_exposed_inside_the_private_tmp(tmp_path: Path) -> None:
     """A clone under /tmp (as CI may make) must stay readable after bubblewrap's private /tmp, while the
     run directory inside it stays hidden."""
