@@ -16,7 +16,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Sequence
+from typing import Any, Sequence
 
 from orchestrator.contract import ContractFailure
 from orchestrator.ledger import LedgerCorrupt, read_ledger
@@ -215,7 +215,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from orchestrator.verify_cmd import verify_finding
+    from orchestrator.verify_cmd import CheckoutError, verify_committed
 
     run = _open(args.run_dir)
     match = re.match(r"^(?:.*/)?0*(\d+)(?:-[a-z0-9-]*)?(?:\.md)?$", args.finding)
@@ -228,13 +228,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print("\n".join(lines))
         return EXIT_OK if confirmed else EXIT_FAIL
     task = _stored_task(run)
-    try:  # only the verifier: `verify` must work without an agent provider's credentials
-        verifier = build_components(task, run.root).verifier if os.environ.get(WIRING_ENV) else build_verifier(task, run.root)
+
+    def make_verifier(task: Task, root: Path) -> Any:  # only the verifier: no agent provider credentials needed
+        return build_components(task, root).verifier if os.environ.get(WIRING_ENV) else build_verifier(task, root)
+
+    try:
+        confirmed, lines = verify_committed(run, task, int(match.group(1)), make_verifier, read_ledger(run.ledger))
     except WiringError as exc:
         raise CliError(f"cannot verify: {exc}", EXIT_UNAVAILABLE) from None
-    try:
-        confirmed, lines = verify_finding(run, task, int(match.group(1)), verifier, read_ledger(run.ledger))
-    except ValueError as exc:
+    except (ValueError, CheckoutError) as exc:
         raise CliError(str(exc), EXIT_INPUT) from None
     print("\n".join(lines))
     return EXIT_OK if confirmed else EXIT_FAIL

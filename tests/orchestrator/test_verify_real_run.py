@@ -53,8 +53,18 @@ def test_verify_reproduces_the_recorded_effects_of_a_real_run(tmp_path: Path) ->
     for entry in kept:
         finding = f"findings/{entry.attempt:04d}-{entry.slug}.md"
         assert (run_dir / finding).is_file()
+        # Verification reads the finding's own commit, not the live run directory: a claim edited here afterwards
+        # (pointed at a component that does nothing) must not change what `verify` re-derives.
+        result_path = run_dir / "results" / f"{entry.attempt:04d}.json"
+        committed = result_path.read_text()
+        edited = json.loads(committed)
+        for claim in edited["result"]["claims"]:
+            claim["interventions"] = [{"kind": "ablate", "hook": "hook_embed", "mode": "zero", "positions": [0]}]
+        result_path.write_text(json.dumps(edited))
         out = _cli("verify", str(run_dir), finding)
+        result_path.write_text(committed)
         assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+        assert "verified from a clean checkout of findings commit" in out.stdout
         lines = [LINE.search(line) for line in out.stdout.splitlines()]
         got = {int(m.group(1)): m for m in lines if m}
         assert len(got) == len(entry.statistics)
