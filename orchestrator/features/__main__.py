@@ -1,7 +1,9 @@
 """``python -m orchestrator.features run TASK.yaml [--run-dir DIR]`` / ``resume RUN_DIR``: a feature task.
 
-The default offline task is orchestrator/features/tasks/explain-smollm2-sae.yaml (embedded model,
-builtin explainer and scorer). Exit 2 with one message on a bad task file or run directory.
+The main command does the same with its run-directory conventions, progress line and report
+(``python -m orchestrator run tasks/explain_sae.yaml``); this entry point prints the run's summary as
+JSON. The default offline task is tasks/explain_sae.yaml (embedded model, builtin explainer and
+scorer). Exit 2 with one message on a bad task file or run directory.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from orchestrator.features.task import FeatureTaskError, load_feature_task
 
-DEFAULT_TASK = Path(__file__).with_name("tasks") / "explain-smollm2-sae.yaml"
+DEFAULT_TASK = Path(__file__).resolve().parents[2] / "tasks" / "explain_sae.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@ An explainer sees only an ``ExplainerView`` (the train split): val and test neve
 it writes inputs meant to disprove its own explanation, and revises from what the engine measured.
 The builtin explainer fits a predicate to token statistics (orchestrator/features/fit.py), attacks it
 with near misses, the concept without its surface tokens and the surface tokens without their context
-(orchestrator/features/attacks.py), and revises by refitting on train + every measured input.
+(orchestrator/features/attacks.py), and revises by local edits of its rule — widen, narrow, add or drop
+a context condition — chosen on train + every measured input (orchestrator/features/revise.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from engine.features.schemas import ExampleSplit
 from orchestrator.agent.base import StepResult
 from orchestrator.features.attacks import write_attacks
 from orchestrator.features.fit import describe, fit_predicate
+from orchestrator.features.revise import revise_predicate
 from orchestrator.features.schemas import AdversarialInput, Explanation, RoundRecord
 
 
@@ -44,16 +46,18 @@ class Explainer(Protocol):
 class BuiltinExplainer:
     """Token/context statistics; no LLM. ``per_intent`` inputs of each kind per round.
 
-    Revision refits on train + every measured adversarial input, each input counted
-    ``adversarial_weight`` times: a few short counterexamples would otherwise be drowned by the
-    train windows they were written to correct (val, not this weight, decides which version is kept).
+    Revision edits the current rule (up to ``max_edits`` per round) on train + every measured
+    adversarial input, each input counted ``adversarial_weight`` times: a few short counterexamples
+    would otherwise be drowned by the train windows they were written to correct (val, not this
+    weight, decides which version is kept). No edit that helps = the rule survived the round.
     """
 
     name = "builtin"
 
-    def __init__(self, per_intent: int = 4, context_window: int = 8, seed: int = 0, adversarial_weight: int = 3) -> None:
+    def __init__(self, per_intent: int = 4, context_window: int = 8, seed: int = 0, adversarial_weight: int = 3,
+                 max_edits: int = 2) -> None:
         self.per_intent, self.context_window, self.seed = per_intent, context_window, seed
-        self.adversarial_weight = adversarial_weight
+        self.adversarial_weight, self.max_edits = adversarial_weight, max_edits
 
     def explain(self, view: ExplainerView) -> StepResult[Explanation]:
         pred, _ = fit_predicate(view.train.all(), view.max_act, self.context_window)
@@ -69,6 +73,12 @@ class BuiltinExplainer:
         return StepResult(value=inputs)
 
     def revise(self, explanation: Explanation, view: ExplainerView, history: list[RoundRecord]) -> StepResult[Explanation]:
-        measured = [m.example for r in history for m in r.adversarial] * self.adversarial_weight
-        pred, _ = fit_predicate([*view.train.all(), *measured], view.max_act, self.context_window)
+        if explanation.predicate is None:
+            return StepResult(error="the builtin explainer revises predicate explanations only")
+        measured = [m.example for r in history for m in r.adversarial]
+        tried = [r.explanation.predicate for r in history if r.explanation.predicate is not None]
+        pred, edits = revise_predicate(explanation.predicate, view.train.all(), measured, view.max_act,
+                                       adversarial_weight=self.adversarial_weight, max_edits=self.max_edits, tried=tried)
+        if not edits:
+            return StepResult(value=explanation)
         return StepResult(value=Explanation(text=describe(pred), predicate=pred))

@@ -66,11 +66,31 @@ def stage_builtin(out: Path, n: int) -> dict:
                                             RefineConfig(), limit=n)
         wall = time.perf_counter() - started
     (out / "builtin_outcomes.json").write_text(json.dumps([json.loads(o.model_dump_json()) for o in outcomes]))
-    return {"summary": json.loads(summary.model_dump_json()), "wall_s": wall, "orchestrator_cpu_s": time.process_time() - cpu,
+    return {"summary": json.loads(summary.model_dump_json()), "rounds": rounds_effect(latent_set, outcomes),
+            "wall_s": wall, "orchestrator_cpu_s": time.process_time() - cpu,
             "measure_calls": measurer.calls, "measured_texts": measurer.texts,
             "examples": [{"latent": o.latent, "kept": o.kept, "explanation": o.final.text[:160],
                           "test": {m: round(o.test.get(m), 3) for m in ("detection", "fuzzing", "simulation")},
                           "margin_detection": o.margins["detection"], "rounds": len(o.rounds)} for o in outcomes]}
+
+
+def rounds_effect(latent_set, outcomes) -> dict:
+    """What the adversarial rounds changed: latents whose kept explanation is a revision (chosen on val),
+    and how its held-out test score compares with the first explanation's on the same split."""
+    from orchestrator.features.scorers import PredicateScorer
+    from orchestrator.features.scoring import score
+
+    by_id = {lat.latent: lat for lat in latent_set.latents}
+    gains = []
+    for o in outcomes:
+        if o.final_round > 0:
+            first, _ = score(o.rounds[0].explanation, by_id[o.latent].test, PredicateScorer(), 1000)
+            gains.append({m: o.test.get(m) - first.get(m) for m in ("detection", "fuzzing", "simulation")})
+    return {"n_latents": len(outcomes), "n_final_is_revision": len(gains),
+            "n_test_detection_improved": sum(g["detection"] > 0 for g in gains),
+            "n_test_detection_worse": sum(g["detection"] < 0 for g in gains),
+            "mean_test_gain_of_revised": {m: float(np.mean([g[m] for g in gains])) if gains else 0.0
+                                          for m in ("detection", "fuzzing", "simulation")}}
 
 
 def stage_llm_cost(out: Path, n: int, n_baseline: int) -> dict:
@@ -131,7 +151,7 @@ def main() -> None:
         print(json.dumps(results["sae"], indent=2), flush=True)
     if "builtin" not in skip:
         results["builtin"] = stage_builtin(out, args.latents)
-        print(json.dumps(results["builtin"]["summary"], indent=2), flush=True)
+        print(json.dumps({k: results["builtin"][k] for k in ("summary", "rounds")}, indent=2), flush=True)
     if "llm" not in skip:
         results["llm"] = {str(nb): stage_llm_cost(out, args.llm_latents, nb) for nb in (5, 10)}
         print(json.dumps(results["llm"], indent=2), flush=True)

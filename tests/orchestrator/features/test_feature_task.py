@@ -32,7 +32,7 @@ def test_default_task_parses_and_bad_fields_are_named(tmp_path):
 
 
 def test_behaviour_task_parses_with_its_pairs():
-    task = load_feature_task(DEFAULT_TASK.with_name("factual-recall-features.yaml"))
+    task = load_feature_task(DEFAULT_TASK.with_name("behaviour_features.yaml"))
     pairs = task.behaviour.pairs()
     assert task.kind == "behaviour_features" and len(pairs) == 24 and pairs[0]["correct"].startswith(" ")
     with pytest.raises(FeatureTaskError, match="needs `behaviour:`"):

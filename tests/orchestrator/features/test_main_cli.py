@@ -66,6 +66,7 @@ def test_main_run_routes_a_feature_task_and_writes_the_report(finished, capsys):
     assert all(first_kept < report.index(f"(attempt {e.attempt:04d}, not kept)") for e in entries if e.decision != "keep")
     assert kept[0].hypothesis in report and (root / "report.html").is_file()
     assert main(["status", str(root)]) == 0 and "finished" in capsys.readouterr().out
+    assert main(["review", str(root)]) == 0 and f"{kept[0].attempt:04d}" in capsys.readouterr().out
 
 
 def test_running_again_resumes_and_a_different_task_is_refused(finished, tmp_path, capsys):
