@@ -76,7 +76,25 @@ class _Search:
         return m
 
     def score(self, rule: Rule) -> float:
-        return objective(self.table, self.mask(rule)) if rule[0] else 0.0
+        """Half fit.objective (token F1 + "fires somewhere"), half the balanced accuracy of the detection
+        probability the scorer will compute from the recalibrated per-item precision (what held-out
+        detection measures: a match of a rarely-firing item alone does not predict activation)."""
+        if not rule[0]:
+            return 0.0
+        fired = self.mask(rule)
+        t = self.table
+        log_silent = np.zeros(len(t.tok))
+        for n in sorted(rule[0]):
+            sel = self.items[n][2] & fired
+            if sel.any():
+                p = (float(t.y[sel].sum()) + 1.0) / (float(sel.sum()) + 2.0)
+                log_silent[sel] = np.log1p(-min(p, 1.0 - 1e-9))
+        prob = 1.0 - np.exp(np.add.reduceat(log_silent, t.starts[:-1])) if len(log_silent) else log_silent
+        pos = t.example_active
+        predicted = prob >= 0.5
+        tpr = float(predicted[pos].mean()) if pos.any() else 0.0
+        tnr = float((~predicted[~pos]).mean()) if (~pos).any() else 1.0
+        return 0.5 * objective(t, fired) + 0.25 * (tpr + tnr)
 
     def edits(self, rule: Rule) -> list[tuple[str, Rule]]:
         names, context = rule
