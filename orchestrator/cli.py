@@ -19,14 +19,16 @@ from types import FrameType
 from typing import Any, Sequence
 
 from orchestrator.contract import ContractFailure
+from orchestrator.crashpoints import crash_point
+from orchestrator.integrity import RunInconsistent
 from orchestrator.ledger import LedgerCorrupt, read_ledger
 from orchestrator.logging import RunLog
 from orchestrator.loop import Loop
 from orchestrator.progress import Progress
-from orchestrator.ratchet import RatchetError
+from orchestrator.ratchet import Ratchet, RatchetError
 from orchestrator.review import format_review, format_status, review_data, status_data, to_json
-from orchestrator.rundir import RunDir, RunDirError, create_run_dir, default_run_dir, is_run_dir, open_run_dir
-from orchestrator.state import StateStore
+from orchestrator.rundir import RunDir, RunDirError, RunLocked, create_run_dir, default_run_dir, is_run_dir, open_run_dir
+from orchestrator.state import StateCorrupt, StateStore
 from orchestrator.task import Task, TaskError, load_task
 from orchestrator.wiring import ENV as WIRING_ENV
 from orchestrator.wiring import WiringError, build_components, build_verifier
@@ -72,9 +74,12 @@ def _open(path: Path) -> RunDir:
     if is_feature_run(path):  # a feature run has no prompt-pair contract; status/review/report read it alike
         return RunDir(path)
     try:
-        return open_run_dir(path)
-    except RunDirError as exc:
+        run = open_run_dir(path)
+        Ratchet(run.root).branch_commits()  # a damaged repository: one message here, not a git traceback later
+        StateStore(run.root).load()
+    except (RunDirError, RatchetError, StateCorrupt) as exc:
         raise CliError(str(exc), EXIT_INPUT) from None
+    return run
 
 
 def _stored_task(run: RunDir) -> Task:
@@ -92,26 +97,36 @@ def _components(task: Task, root: Path):
         raise CliError(f"cannot start: {exc}", EXIT_UNAVAILABLE) from None
 
 
+def _notice(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
 def _drive(run: RunDir, task: Task, components, quiet: bool) -> int:
     log = RunLog(run.logs / "run.jsonl")
     progress = Progress(quiet=quiet)
     try:
-        state = Loop(run, task, components, log=log, on_progress=progress.update).run_until_stopped()
-    except RunDirError as exc:
+        state = Loop(run, task, components, log=log, on_progress=progress.update, on_notice=_notice).run_until_stopped()
+    except RunLocked as exc:
         raise CliError(str(exc), EXIT_LOCKED) from None
-    except (LedgerCorrupt, RatchetError, ContractFailure) as exc:
-        raise CliError(f"{run.root}: {exc}", EXIT_INPUT) from None
     except KeyboardInterrupt:
         progress.close()
         log.warning("interrupted")
-        print(f"interrupted; continue with: python -m orchestrator resume {run.root}", file=sys.stderr)
+        print(f"interrupted: the experiment in flight was stopped and nothing finished is lost; continue with: "
+              f"python -m orchestrator resume {run.root}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         progress.close()
         log.close()
-    _end_of_run_report(run)
-    print(f"{run.root}: {state.status} ({state.stop_reason}); {state.completed} experiments, {state.kept} kept. "
-          f"See: python -m orchestrator review {run.root}")
+    crash_point("report-writing", state.completed)
+    try:
+        _end_of_run_report(run)
+    except KeyboardInterrupt:
+        print(f"interrupted while writing the report; the run itself is {state.status}: write the report with "
+              f"python -m orchestrator report {run.root} --html", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"{run.root}: {state.status} ({state.stop_reason}); {state.completed} experiments, {state.kept} kept.\n"
+          f"  findings branch: git -C {run.root} log --oneline findings --   (one commit per verified finding)\n"
+          f"  review: python -m orchestrator review {run.root}")
     return EXIT_OK if state.status == "finished" else EXIT_UNAVAILABLE
 
 
@@ -154,14 +169,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         stored = _stored_task(run)
         if stored.model_dump(exclude={"model"}) != task.model_dump(exclude={"model"}):
             raise CliError(f"{path} holds a run of a different task; use `resume {path}` or another --run-dir", EXIT_INPUT)
+        print(f"run directory: {run.root} (exists: continuing that run)", file=sys.stderr)
         return _drive(run, stored, _components(stored, path), args.quiet)
     components = _components(task, path)  # before creating anything
+    if args.run_dir is None:
+        _mention_unfinished(args.runs_root, task)
     try:
         run = create_run_dir(path, task, text)
     except RunDirError as exc:
         raise CliError(str(exc), EXIT_INPUT) from None
     print(f"run directory: {run.root}", file=sys.stderr)
     return _drive(run, task, components, args.quiet)
+
+
+def _mention_unfinished(runs_root: Path, task: Task) -> None:
+    """`run TASK` always starts a new timestamped run; say so when an earlier run of the task was cut off."""
+    for d in sorted(runs_root.glob(f"{task.name}-*"), reverse=True):
+        try:
+            state = StateStore(d).load() if (d / "state.json").is_file() else None
+        except StateCorrupt:
+            continue
+        if state is not None and state.status != "finished" and state.task_name == task.name:
+            print(f"note: {d} is an unfinished run of this task ({state.completed} attempts done); this starts a new "
+                  f"run — to continue that one instead: python -m orchestrator resume {d}", file=sys.stderr)
+            return
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -172,6 +203,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return _feature(lambda: features.resume(args.run_dir, args.quiet))
     run = _open(args.run_dir)
     task = _stored_task(run)
+    print(f"run directory: {run.root} (resuming)", file=sys.stderr)
     return _drive(run, task, _components(task, run.root), args.quiet)
 
 
@@ -243,12 +275,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM and SIGHUP stop the run like Ctrl-C: the experiment child is killed, the run stays resumable."""
     raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGHUP, _sigterm)
     handlers = {"run": cmd_run, "resume": cmd_resume, "status": cmd_status, "review": cmd_review,
                 "report": cmd_report, "verify": cmd_verify}
     try:
@@ -256,6 +290,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
+    except RunLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except (RunDirError, LedgerCorrupt, RatchetError, ContractFailure, StateCorrupt, RunInconsistent) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # each message names the file and the repair
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted; nothing was left half-done (a run directory, if one was made, resumes with "
+              "`python -m orchestrator resume RUN_DIR`)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (json.JSONDecodeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL

@@ -1,5 +1,8 @@
 """Test-only crash hooks: ORCH_CRASH_AT="point:attempt" SIGKILLs the process at that point.
 
+ORCH_CRASH_SIGNAL=TERM (or INT) sends that signal instead: the CLI turns it into KeyboardInterrupt at
+that exact instant, which is how the tests place a Ctrl-C or SIGTERM deterministically.
+
 Why: the crash test needs to kill the loop at exact instants (between ledger write and commit,
 mid-commit...). ``point:*`` matches any attempt; for points without an attempt (atomic file
 writes) ``point:N`` means the N-th time that point is reached in this process. Unset in
@@ -13,6 +16,7 @@ import signal
 from collections import Counter
 
 ENV = "ORCH_CRASH_AT"
+SIGNAL_ENV = "ORCH_CRASH_SIGNAL"
 _seen: Counter[str] = Counter()
 
 
@@ -29,7 +33,8 @@ def requested(point: str, attempt: int) -> bool:
 
 
 def kill_now() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+    sig = getattr(signal, "SIG" + os.environ.get(SIGNAL_ENV, "KILL").upper(), signal.SIGKILL)
+    os.kill(os.getpid(), sig)  # a handled signal raises in this thread before the next bytecode
 
 
 def crash_point(point: str, attempt: int) -> None:

@@ -52,7 +52,7 @@ class LedgerEntry(BaseModel):
 
 
 class LedgerCorrupt(RuntimeError):
-    """A ledger line other than the last cannot be parsed: the file was edited by hand."""
+    """A complete ledger line cannot be parsed or repeats an attempt: the file was edited by hand."""
 
 
 class Ledger:
@@ -64,7 +64,9 @@ class Ledger:
         self._loaded = False
 
     def load(self) -> list[LedgerEntry]:
-        """Read every complete line; a torn or unparsable *final* line is cut off (and the file repaired)."""
+        """Read every complete line; a torn final line (no newline: the append was cut off) is cut off and
+        the file repaired. Any other bad line, or an attempt recorded twice, is LedgerCorrupt: appends are
+        single fsynced writes ending in a newline, so those can only come from an edit."""
         self._entries = {}
         self._loaded = True
         if not self.path.exists():
@@ -73,25 +75,26 @@ class Ledger:
         lines = raw.split(b"\n")
         good_bytes = 0
         for i, line in enumerate(lines):
-            is_last = i == len(lines) - 1
-            if not line.strip():
-                if not is_last:
-                    good_bytes += len(line) + 1
-                continue
-            complete = not is_last  # the last piece has no trailing newline: written only partly
-            try:
-                entry = LedgerEntry.model_validate_json(line) if complete else None
-            except ValidationError as exc:
-                if any(l.strip() for l in lines[i + 1 :]):
-                    raise LedgerCorrupt(f"{self.path}: line {i + 1} is not a ledger entry ({exc.errors()[0]['msg']})") from None
-                entry = None
-            if entry is None:
+            if i == len(lines) - 1:  # no trailing newline: a torn append (or nothing)
                 break
-            self._entries.setdefault(entry.attempt, entry)
             good_bytes += len(line) + 1
+            if not line.strip():
+                continue
+            try:
+                entry = LedgerEntry.model_validate_json(line)
+            except ValidationError as exc:
+                raise LedgerCorrupt(self._fix(i + 1, f"is not a ledger entry ({exc.errors()[0]['msg']})")) from None
+            if entry.attempt in self._entries:
+                raise LedgerCorrupt(self._fix(i + 1, f"records attempt {entry.attempt} a second time"))
+            self._entries[entry.attempt] = entry
         if good_bytes != len(raw):
             self._truncate(good_bytes)
         return self.entries()
+
+    def _fix(self, line_no: int, problem: str) -> str:
+        return (f"{self.path}: line {line_no} {problem}. The loop only appends whole lines, so the file was edited; "
+                f"restore the lines from the findings branch (`git -C {self.path.parent} show findings:results.jsonl` holds the "
+                "ledger up to the last kept finding) or delete the damaged line, then resume")
 
     def _truncate(self, size: int) -> None:
         with self.path.open("r+b") as f:

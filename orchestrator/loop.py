@@ -10,6 +10,7 @@ already on disk (result file, ledger line, commit trailer) instead of redoing it
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -18,6 +19,7 @@ from orchestrator.agent.base import AgentContext, ResearchAgent, StepResult, Usa
 from orchestrator.contract import check_contract, contract_hash, restore_contract
 from orchestrator.crashpoints import crash_point
 from orchestrator.fsutil import atomic_write_text, sha256_text
+from orchestrator.integrity import RunInconsistent, check_run
 from orchestrator.interfaces import ExperimentBackend, ExperimentOutcome, ExperimentRequest, Guard, Verifier, VerifyRequest
 from orchestrator.ledger import Ledger
 from orchestrator.logging import NullLog, RunLog
@@ -30,6 +32,16 @@ from orchestrator.state import AttemptRecord, RunState, StateStore
 from orchestrator.task import Task
 from sandbox.contract import load_contract
 from sandbox.schemas import ExperimentResult
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
 
 
 @dataclass
@@ -53,12 +65,14 @@ class Loop:
         *,
         log: RunLog | None = None,
         on_progress: Callable[[Snapshot], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.run = run
         self.task = task
         self.c = components
         self.log = log or NullLog()
         self.on_progress = on_progress
+        self.on_notice = on_notice or (lambda text: None)
         self.store = StateStore(run.root)
         self.ledger = Ledger(run.ledger)
         self.ratchet = Ratchet(run.root)
@@ -71,7 +85,10 @@ class Loop:
     # ---------------------------------------------------------------- driving
     def run_until_stopped(self) -> RunState:
         """Resume whatever is in flight, then start attempts until a stop condition holds."""
-        with RunLock(self.run):
+        with RunLock(self.run) as lock:
+            if lock.stale_pid is not None:
+                self.on_notice(f"cleared the stale lock of pid {lock.stale_pid}, which ended without releasing it")
+                self.log.warning("stale_run_lock_cleared", pid=lock.stale_pid)
             self._open_session()
             state = self.state
             assert state is not None
@@ -95,23 +112,47 @@ class Loop:
             return state
 
     def _open_session(self) -> None:
+        """Repair what a kill can leave (git locks, a torn ledger line, temp files, a contract restore), then
+        refuse files that no kill can produce (integrity.check_run) before anything is written."""
         removed = self.ratchet.clear_stale_locks()
-        self.ledger.load()  # drops and repairs a torn final line
+        findings = self.ratchet.check()
+        entries = self.ledger.load()  # drops and repairs a torn final line
         self.state = self.store.load()
+        if self.state.task_name != self.task.name:
+            raise RunInconsistent(f"{self.run.root}/state.json belongs to task {self.state.task_name!r}, not "
+                                  f"{self.task.name!r} (task.yaml); the run directory mixes two runs: restore its own files")
+        check_run(self.run.root, self.state, entries, findings)
+        stale_tmp = self._remove_temp_files()
         self._elapsed0 = self.state.elapsed_s
         self._t0 = time.monotonic()
         bad = check_contract(self.run.root)
         if bad:  # a previous session died between a tampering experiment and its restore
             restore_contract(self.run.root)
             self.log.warning("contract_restored_on_resume", problems=bad)
+            self.on_notice(f"restored contract files that differed from the findings branch: {bad}")
         self.contract_sha = contract_hash(self.run.root)
+        if self.state.in_flight:
+            cut = ", ".join(f"{a} in {p}" for a, p in sorted(self.state.in_flight.items()))
+            self.on_notice(f"resuming after {self.state.completed} finished attempt(s); continuing attempt {cut}")
         self.state.status = "running"
         self.state.sessions += 1
         self._save_state()
         self.log.info(
             "session_started", session=self.state.sessions, in_flight=sorted(self.state.in_flight),
-            completed=self.state.completed, stale_git_locks=removed,
+            completed=self.state.completed, stale_git_locks=removed, stale_temp_files=stale_tmp,
         )
+
+    def _remove_temp_files(self) -> list[str]:
+        """Temp files of atomic writes a kill cut off (ours, and the report's from processes now gone)."""
+        removed = []
+        for folder in (self.run.root, self.store.attempt_dir, self.run.experiments, self.run.results, self.run.findings):
+            for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+                pid = tmp.name.rsplit(".", 2)[-2] if tmp.name.count(".") >= 3 else ""
+                if pid.isdigit() and _alive(int(pid)):
+                    continue  # a live `report` command's file
+                tmp.unlink()
+                removed.append(self.run.rel(tmp))
+        return removed
 
     def _stop_reason(self) -> str | None:
         s, b = self.state, self.task.budgets
@@ -306,11 +347,11 @@ class Loop:
             memory_gb=self.task.sandbox.memory_gb, cpu_s=self.task.sandbox.cpu_s,
         )
         handle = self.c.backend.submit(request)
-        self.log.info("experiment_submitted", attempt=rec.attempt, file=rec.experiment_file, repairs=rec.repairs)
-        crash_point("experiment-running", rec.attempt)
         try:
+            self.log.info("experiment_submitted", attempt=rec.attempt, file=rec.experiment_file, repairs=rec.repairs)
+            crash_point("experiment-running", rec.attempt)
             outcome = self.c.backend.wait(handle)
-        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: stop the child now; resume re-runs the experiment
+        except BaseException:  # Ctrl-C / SIGTERM (or any failure): stop the child now; resume re-runs the experiment
             self.c.backend.cancel(handle)
             raise
         tampered = check_contract(self.run.root)

@@ -162,13 +162,28 @@ def is_run_dir(path: Path) -> bool:
     return (path / "task.yaml").is_file() and (path / "contract").is_dir() and (path / ".git").exists()
 
 
+def _remove_dead_creations(path: Path) -> None:
+    """Half-built siblings of ``path`` whose creating process was killed (its pid is in the name)."""
+    for tmp in path.parent.glob(f".{path.name}.creating-*"):
+        pid = tmp.name[len(f".{path.name}.creating-"):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
 def create_run_dir(path: Path, task: Task, task_text: str) -> RunDir:
     """Create a complete run directory at ``path`` (which must not exist or be empty)."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RunDirError(f"{path} already exists and is not an empty directory; choose another --run-dir")
     parent = path.parent
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=parent))
+    _remove_dead_creations(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-{os.getpid()}-", dir=parent))
     try:
         split_seed, source = draw_split_seed(task)
         explore, held = task.split_pairs(split_seed)
@@ -211,23 +226,40 @@ def open_run_dir(path: Path) -> RunDir:
     return RunDir(path)
 
 
+class RunLocked(RunDirError):
+    """Another live process holds the run's lock."""
+
+
 class RunLock:
-    """An exclusive fcntl lock on RUN_DIR/.lock: two processes must never drive one run."""
+    """An exclusive fcntl lock on RUN_DIR/.lock: two processes must never drive one run.
+
+    The kernel drops an fcntl lock when its holder dies, so a killed run never blocks a resume. The file
+    holds the holder's pid and is emptied on a clean release; a pid found in it on acquiring is the
+    stale trace of a holder that died (``stale_pid``), which the caller reports.
+    """
 
     def __init__(self, run: RunDir) -> None:
         self.path = run.lock_path
         self._fd: int | None = None
+        self.stale_pid: str | None = None
 
     def acquire(self) -> "RunLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunDirError(f"{self.path}: cannot open the run's lock file ({exc.strerror}); it must be a regular "
+                              "file the loop can write: remove whatever is at that path, then resume") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise RunDirError(f"{self.path.parent}: another process (pid {holder}) is running it; wait or stop it") from None
+                raise RunLocked(f"{self.path.parent}: another process (pid {holder}) is running it; wait for it to end "
+                                f"or stop it (kill {holder}), then resume") from None
             raise
+        previous = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        self.stale_pid = previous if previous and previous != str(os.getpid()) else None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
@@ -235,6 +267,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)  # a clean end leaves no pid behind
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from orchestrator.agent.base import Usage
 from orchestrator.agent.schemas import Analysis, Plan, Reflection
@@ -70,6 +70,24 @@ class AttemptRecord(BaseModel):
     durations_s: dict[str, float] = Field(default_factory=dict)
 
 
+class StateCorrupt(RuntimeError):
+    """state.json or an attempt record does not parse. Both are only ever replaced atomically, so a
+    bad file was edited or damaged by something other than the loop; the message says which and what to do."""
+
+
+def _parse(model: type[BaseModel], path: Path) -> Any:
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "the file"
+        raise StateCorrupt(
+            f"{path}: not a valid {model.__name__} ({where}: {err['msg']}). The loop replaces this file atomically, "
+            "so it was edited or damaged by hand; put back the original (e.g. from a backup of the run directory) "
+            "or start a new run — results.jsonl and the findings branch still hold every finished attempt"
+        ) from None
+
+
 class StateStore:
     """Reads and atomically writes the run's state files."""
 
@@ -82,7 +100,7 @@ class StateStore:
         return self.path.is_file()
 
     def load(self) -> RunState:
-        return RunState.model_validate_json(self.path.read_text(encoding="utf-8"))
+        return _parse(RunState, self.path)
 
     def save(self, state: RunState) -> None:
         atomic_write_text(self.path, state.model_dump_json(indent=1) + "\n")
@@ -94,7 +112,7 @@ class StateStore:
         path = self.attempt_path(attempt)
         if not path.is_file():
             return None
-        return AttemptRecord.model_validate_json(path.read_text(encoding="utf-8"))
+        return _parse(AttemptRecord, path)
 
     def save_attempt(self, record: AttemptRecord) -> None:
         self.attempt_dir.mkdir(exist_ok=True)

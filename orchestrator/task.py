@@ -10,10 +10,10 @@ import difflib
 import hashlib
 import random
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from orchestrator.families import FAMILIES
 from orchestrator.tokens import TokenizerUnavailable, is_embedded, token_counter
@@ -28,42 +28,49 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# YAML turns `true` into a bool and `1e3` into a string; lax pydantic would read them as 1 and 1000.0.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+SEED_MAX = 2**63 - 1  # numpy, mlx and random all take it
+Seed = Annotated[int, Strict(), Field(ge=0, le=SEED_MAX)]
+
+
 class GeneratorSpec(_Strict):
     family: Literal["factual_recall", "ioi"]
-    n: int = Field(default=24, ge=4, le=5000)
-    seed: int = 0
+    n: Int = Field(default=24, ge=4, le=5000)
+    seed: Seed = 0
 
 
 class SplitSpec(_Strict):
-    held_out_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
+    held_out_fraction: Float = Field(default=0.5, gt=0.0, lt=1.0)
     # None: drawn privately per run (orchestrator.rundir), so knowing the generator does not reveal the held-out pairs.
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 class AgentSpec(_Strict):
     provider: Literal["builtin", "anthropic", "mlx"] = "builtin"
     model: str | None = None
-    max_repairs: int = Field(default=2, ge=0, le=10)
+    max_repairs: Int = Field(default=2, ge=0, le=10)
 
 
 class Budgets(_Strict):
-    max_experiments: int = Field(default=20, ge=1, le=100_000)
-    wall_clock_hours: float = Field(default=0.25, gt=0.0, le=24 * 14)
-    max_tokens: int | None = Field(default=None, ge=0)
-    max_dollars: float | None = Field(default=None, ge=0.0)
-    max_claims_per_experiment: int = Field(default=4, ge=1, le=64)
+    max_experiments: Int = Field(default=20, ge=1, le=100_000)
+    wall_clock_hours: Float = Field(default=0.25, gt=0.0, le=24 * 14)
+    max_tokens: Int | None = Field(default=None, ge=0, le=10**12)
+    max_dollars: Float | None = Field(default=None, ge=0.0, le=1_000_000)
+    max_claims_per_experiment: Int = Field(default=4, ge=1, le=64)
 
 
 class SandboxLimits(_Strict):
-    timeout_s: float = Field(default=300.0, gt=0.0, le=86_400)
-    memory_gb: float = Field(default=4.0, gt=0.0, le=1024)
-    cpu_s: float = Field(default=600.0, gt=0.0, le=864_000)
+    timeout_s: Float = Field(default=300.0, ge=1.0, le=86_400)
+    memory_gb: Float = Field(default=4.0, ge=0.25, le=1024)
+    cpu_s: Float = Field(default=600.0, ge=1.0, le=864_000)
 
 
 class Significance(_Strict):
-    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    alpha: Float = Field(default=0.05, gt=0.0, lt=1.0)
     correction: Literal["holm", "bh"] = "holm"
-    bootstrap: int = Field(default=1000, ge=100, le=1_000_000)
+    bootstrap: Int = Field(default=1000, ge=100, le=1_000_000)
 
 
 class Task(_Strict):
@@ -81,7 +88,7 @@ class Task(_Strict):
     budgets: Budgets = Field(default_factory=Budgets)
     sandbox: SandboxLimits = Field(default_factory=SandboxLimits)
     significance: Significance = Field(default_factory=Significance)
-    seed: int = 0
+    seed: Seed = 0
     notes: str = Field(default="", max_length=8000)
 
     @model_validator(mode="after")
@@ -178,6 +185,9 @@ def _describe(err: dict[str, Any]) -> str:
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"):
         return f"{where}: {err['msg'].lower()} (got {got!r}); change the value"
     fix = _FIX_BY_TYPE.get(kind, "fix the value")
+    if kind in ("int_type", "float_type") and isinstance(got, (str, bool)):
+        fix += (" (YAML read it as true/false)" if isinstance(got, bool) else
+                " (YAML read it as text; write digits, e.g. 1000" + (" or 1.0e3, not 1e3)" if kind == "float_type" else ")"))
     shown = "" if kind == "missing" else f" (got {got!r})"
     return f"{where}: {err['msg']}{shown}; {fix}"
 
@@ -253,6 +263,27 @@ def check_tokens(task: Task, pairs: list[PromptPair], warm: bool = True) -> None
             )
 
 
+def check_pairs(task: Task, pairs: list[PromptPair], source: str) -> None:
+    """Prompts present and distinct, and a split that leaves at least 2 pairs on each side (a bootstrap
+    over one pair is meaningless, and a prompt in both splits would leak held-out data)."""
+    where = "pairs" if task.pairs is not None else "generator"
+    seen: dict[str, int] = {}
+    for i, pair in enumerate(pairs):
+        for field in ("clean", "corrupted", "correct", "wrong"):
+            if not getattr(pair, field).strip():
+                raise TaskError(f"{source}: {where}[{i}].{field} is empty; write the prompt text (answers: one token, e.g. ' Paris')")
+        if pair.clean in seen:
+            raise TaskError(f"{source}: {where}[{i}].clean repeats {where}[{seen[pair.clean]}].clean ({pair.clean!r}); "
+                            "each clean prompt may appear once (a repeat could land in both the exploration and held-out splits)")
+        seen[pair.clean] = i
+    n = len(pairs)
+    n_held = max(1, min(n - 1, round(n * task.split.held_out_fraction)))
+    if n_held < 2 or n - n_held < 2:
+        raise TaskError(
+            f"{source}: split.held_out_fraction: {task.split.held_out_fraction} of {n} pairs leaves {n_held} held out and "
+            f"{n - n_held} for exploration; each side needs at least 2: use a fraction nearer 0.5 or more pairs")
+
+
 def load_task(path: str | Path, *, check_tokenizer: bool = True, warm: bool = True) -> Task:
     """Read, validate and expand a task file; raise TaskError (never anything else) if it is unusable."""
     path = Path(path)
@@ -286,6 +317,7 @@ def load_task(path: str | Path, *, check_tokenizer: bool = True, warm: bool = Tr
         raise TaskError(f"{path}: generator.n: {exc}") from None
     if task.generator is not None and len(pairs) < 4:
         raise TaskError(f"{path}: generator.n: need at least 4 pairs")
+    check_pairs(task, pairs, str(path))
     if check_tokenizer:
         try:
             check_tokens(task, pairs, warm)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import git
 import pytest
 
 from orchestrator.rundir import RunDir
+from tests.orchestrator import killing
 from tests.orchestrator.helpers import drive_in_child, make_run, snapshot, write_task
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,8 +138,105 @@ def test_cli_kill_between_ledger_and_commit_then_resume(baseline: tuple[Path, di
     target = tmp_path / "run"
     first = _cli("run", str(task_path), "--run-dir", str(target), "--quiet", env_extra={"ORCH_CRASH_AT": "ledger-written:3"})
     assert first.returncode == -signal.SIGKILL, first.stderr
+    pid = (target / ".lock").read_text().strip()
+    assert pid.isdigit()  # the killed holder's pid stays in the lock file; the kernel released the lock itself
     second = _cli("resume", str(target), "--quiet", env_extra={})
     assert second.returncode == 0, second.stderr
+    assert f"cleared the stale lock of pid {pid}" in second.stderr
+    assert "continuing attempt 3 in committing" in second.stderr  # what the resume picks up
+    assert (target / ".lock").read_text() == ""
     run = RunDir(target)
     check_invariants(run)
     assert snapshot(run) == expected
+
+
+# ---------------------------------------------------------------- the real CLI, killed and interrupted
+# Sessions are `run TASK --run-dir DIR` in their own process group; components: the scripted agent and
+# experiment children that die with the loop (tests/orchestrator/killing.py). The longer randomized
+# campaign is tests/bench/bench_kill_campaign.py.
+
+
+@pytest.fixture(scope="module")
+def cli_baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
+    tmp = tmp_path_factory.mktemp("cli-baseline")
+    task_path = write_task(tmp)
+    code, err, seconds = killing.run_to_end(task_path, tmp / "run", killing.cli_env())
+    assert code == 0, err
+    run = RunDir(tmp / "run")
+    killing.check_clean(run)
+    return task_path, snapshot(run), seconds
+
+
+def test_random_wall_clock_kills_of_the_cli(cli_baseline: tuple[Path, dict, float], tmp_path: Path) -> None:
+    """SIGKILL of the whole process group, SIGTERM and SIGINT at random instants, then `run` again each time."""
+    task_path, expected, seconds = cli_baseline
+    run = RunDir(tmp_path / "run")
+    result = killing.campaign(task_path, run.root, killing.cli_env(), random.Random(20261123), max_kills=4, window_s=seconds)
+    killing.check_session_output(result)
+    check_invariants(run)
+    killing.check_clean(run)
+    killing.same_as(expected, run)
+
+
+@pytest.mark.parametrize("crash,signame", [
+    ("commit-staged:3", "INT"),        # inside the findings commit
+    ("ledger-torn:5", "TERM"),         # half a ledger line written
+    ("report-writing:*", "KILL"),      # the run is finished, its report not yet written
+])
+def test_cli_stopped_at_an_exact_instant_resumes_exactly(crash: str, signame: str, cli_baseline: tuple[Path, dict, float],
+                                                         tmp_path: Path) -> None:
+    task_path, expected, _ = cli_baseline
+    run = RunDir(tmp_path / "run")
+    first = killing.start(task_path, run.root, killing.cli_env(ORCH_CRASH_AT=crash, ORCH_CRASH_SIGNAL=signame))
+    _, err = first.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    if signame == "KILL":
+        assert first.returncode == -signal.SIGKILL
+        assert run.lock_path.read_text() == ""  # killed after the loop released its lock
+    else:
+        assert first.returncode == 130, err
+        assert f"python -m orchestrator resume {run.root}" in err, err
+        assert run.lock_path.read_text() == ""  # a clean stop releases the lock
+    assert killing.orphans(run.root) == [], "the experiment child outlived the stopped loop"
+    code, err, _ = killing.run_to_end(task_path, run.root, killing.cli_env())
+    assert code == 0, err
+    for said in ("continuing that run", f"report: {run.root}/report.md", f"git -C {run.root} log --oneline findings --"):
+        assert said in err, err  # where the run, its report and its findings branch are
+    check_invariants(run)
+    killing.check_clean(run)
+    killing.same_as(expected, run)
+    assert (run.root / "report.md").is_file() and (run.root / "report.html").is_file()
+
+
+def test_sigterm_stops_a_long_experiment_at_once(cli_baseline: tuple[Path, dict, float], tmp_path: Path) -> None:
+    """SIGTERM while a 60 s experiment runs: the child is killed, the CLI exits 130 within seconds."""
+    task_path, expected, _ = cli_baseline
+    run = RunDir(tmp_path / "run")
+    proc = killing.start(task_path, run.root, killing.cli_env(FAKE_DELAY_S="60"))
+    log = run.logs / "run.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (log.is_file() and "experiment_submitted" in log.read_text()):
+        time.sleep(0.1)
+    assert killing.orphans(run.root), "no experiment child started"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 15, "the loop waited for the experiment instead of stopping it"
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert killing.orphans(run.root) == []
+    code, err, _ = killing.run_to_end(task_path, run.root, killing.cli_env())
+    assert code == 0, err
+    check_invariants(run)
+    killing.check_clean(run)
+    killing.same_as(expected, run)
+
+
+def test_ctrl_c_while_the_program_is_still_importing(tmp_path: Path) -> None:
+    """A Ctrl-C that lands before main() runs gives one line and exit 130, not an import traceback."""
+    task_path = write_task(tmp_path)
+    proc = killing.start(task_path, tmp_path / "run", killing.cli_env())
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, (proc.returncode, err)
+    assert "interrupted" in err
