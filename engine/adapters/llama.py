@@ -1,9 +1,10 @@
 """Hooked forward for the Llama family (Llama, SmolLM, Mistral, Qwen2) over mlx-lm's own modules.
 
-The computation mirrors mlx_lm.models.llama exactly when no hook is set (same fused kernels:
-rms_norm, rope, scaled_dot_product_attention, the MLP module), so the hooked forward with no hooks
-equals the plain forward. Unfused paths are taken only where a requested hook needs the
-intermediate (attention scores/pattern, norm scale, MLP pre-activations).
+The computation mirrors mlx_lm.models.llama (same fused kernels: rms_norm, rope,
+scaled_dot_product_attention) with the projections on packed weights (engine.adapters.packed: q|k|v
+and gate|up fused, pre-transposed; faster on the CPU), so the hooked forward with no hooks equals the
+plain forward to float32 rounding (summation order). Unfused paths are taken only where a requested
+hook needs the intermediate (attention scores/pattern, norm scale).
 Shape comments: b batch, p positions, h query heads, g kv heads, e d_head, d d_model, m d_mlp.
 """
 
@@ -13,6 +14,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from engine.adapters.packed import PackedWeights, linear
 from engine.hookset import EMPTY, HookSet
 
 
@@ -24,6 +26,42 @@ class LlamaAdapter:
         self.cfg = cfg
         self.tied = bool(getattr(model.args, "tie_word_embeddings", True)) and not hasattr(model, "lm_head")
         self._n_rep = cfg.n_heads // cfg.n_kv_heads
+        self.packed = PackedWeights(list(self.layers))
+
+    # ---- projections (packed weights where available, else mlx-lm's modules) ---------------
+    def qkv(self, layer: int, x: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        """Queries [..., h, e], keys and values [..., g, e] of ``x`` [..., d] (before RoPE)."""
+        cfg, rec = self.cfg, self.packed(layer)
+        h, g = cfg.n_heads, cfg.n_kv_heads
+        if rec is None:
+            attn = self.layers[layer].self_attn
+            return (attn.q_proj(x).reshape(*x.shape[:-1], h, -1), attn.k_proj(x).reshape(*x.shape[:-1], g, -1),
+                    attn.v_proj(x).reshape(*x.shape[:-1], g, -1))
+        y = linear(x, rec.qkv, rec.qkv_bias).reshape(*x.shape[:-1], h + 2 * g, -1)  # [..., h + 2g, e]
+        return y[..., :h, :], y[..., h : h + g, :], y[..., h + g :, :]
+
+    def attn_proj(self, layer: int, z: mx.array) -> mx.array:
+        """o_proj of flattened head outputs [..., h*e] -> [..., d]."""
+        rec = self.packed(layer)
+        return self.layers[layer].self_attn.o_proj(z) if rec is None else linear(z, rec.o, rec.o_bias)
+
+    def gate_up(self, layer: int, x: mx.array) -> tuple[mx.array, mx.array]:
+        """MLP gate and up projections [..., m] of ``x`` [..., d]."""
+        rec = self.packed(layer)
+        if rec is None:
+            mlp = self.layers[layer].mlp
+            return mlp.gate_proj(x), mlp.up_proj(x)
+        y = linear(x, rec.gate_up, rec.gate_up_bias)
+        m = y.shape[-1] // 2
+        return y[..., :m], y[..., m:]
+
+    def mlp_down(self, layer: int, post: mx.array) -> mx.array:
+        rec = self.packed(layer)
+        return self.layers[layer].mlp.down_proj(post) if rec is None else linear(post, rec.down, rec.down_bias)
+
+    def mlp_out(self, layer: int, normed: mx.array) -> mx.array:
+        """The MLP's output for its (already normalised) input, no hooks."""
+        return self.mlp_down(layer, silu_mul(*self.gate_up(layer, normed)))
 
     # ---- pieces -------------------------------------------------------------------------
     def embed(self, tokens: mx.array, hs: HookSet) -> mx.array:
@@ -37,13 +75,13 @@ class LlamaAdapter:
         return mx.fast.rms_norm(x, norm.weight, norm.eps)
 
     def _attention(
-        self, x: mx.array, attn: nn.Module, pre: str, hs: HookSet, offset: int, prefix_kv: tuple | None = None
+        self, layer: int, x: mx.array, attn: nn.Module, pre: str, hs: HookSet, offset: int, prefix_kv: tuple | None = None
     ) -> mx.array:
         b, p, _ = x.shape
-        cfg = self.cfg
-        q = hs(pre + "attn.hook_q", attn.q_proj(x).reshape(b, p, cfg.n_heads, -1))  # [b, p, h, e]
-        k = hs(pre + "attn.hook_k", attn.k_proj(x).reshape(b, p, cfg.n_kv_heads, -1))  # [b, p, g, e]
-        v = hs(pre + "attn.hook_v", attn.v_proj(x).reshape(b, p, cfg.n_kv_heads, -1))  # [b, p, g, e]
+        q, k, v = self.qkv(layer, x)
+        q = hs(pre + "attn.hook_q", q)  # [b, p, h, e]
+        k = hs(pre + "attn.hook_k", k)  # [b, p, g, e]
+        v = hs(pre + "attn.hook_v", v)  # [b, p, g, e]
         q = attn.rope(q.transpose(0, 2, 1, 3), offset=offset)  # [b, h, p, e]
         k = attn.rope(k.transpose(0, 2, 1, 3), offset=offset)  # [b, g, p, e]
         if hs.wants(pre + "attn.hook_rot_q"):
@@ -59,7 +97,7 @@ class LlamaAdapter:
         else:
             z = mx.fast.scaled_dot_product_attention(q, k, v, scale=attn.scale, mask="causal" if p > 1 else None)
         z = hs(pre + "attn.hook_z", z.transpose(0, 2, 1, 3))  # [b, p, h, e]
-        return attn.o_proj(z.reshape(b, p, -1))  # [b, p, d]
+        return self.attn_proj(layer, z.reshape(b, p, -1))  # [b, p, d]
 
     def _explicit_attention(self, q, k, v, scale: float, pre: str, hs: HookSet) -> mx.array:
         if self._n_rep > 1:
@@ -73,13 +111,15 @@ class LlamaAdapter:
         pattern = hs(pre + "attn.hook_pattern", mx.softmax(scores, axis=-1, precise=True))
         return pattern @ v  # [b, h, p, e]
 
-    def _mlp(self, x: mx.array, mlp: nn.Module, pre: str, hs: HookSet) -> mx.array:
+    def _mlp(self, layer: int, x: mx.array, pre: str, hs: HookSet) -> mx.array:
         if hs.wants_any(pre + "mlp.hook_pre", pre + "mlp.hook_pre_linear", pre + "mlp.hook_post"):
-            gate = hs(pre + "mlp.hook_pre", mlp.gate_proj(x))  # [b, p, m]
-            up = hs(pre + "mlp.hook_pre_linear", mlp.up_proj(x))  # [b, p, m]
+            gate, up = self.gate_up(layer, x)
+            gate = hs(pre + "mlp.hook_pre", gate)  # [b, p, m]
+            up = hs(pre + "mlp.hook_pre_linear", up)  # [b, p, m]
             post = hs(pre + "mlp.hook_post", nn.silu(gate) * up)  # [b, p, m]
-            return mlp.down_proj(post)
-        return mlp(x)
+            return self.mlp_down(layer, post)
+        gate, up = self.gate_up(layer, x)
+        return self.mlp_down(layer, nn.silu(gate) * up)  # MLX's own silu, as mlx-lm (the sweeps use silu_mul)
 
     def block(
         self, layer: int, resid: mx.array, hs: HookSet, offset: int = 0, prefix_kv: tuple | None = None
@@ -90,9 +130,9 @@ class LlamaAdapter:
         pre = f"blocks.{layer}."
         resid = hs(pre + "hook_resid_pre", resid)  # [b, p, d]
         normed = self._rms(resid, blk.input_layernorm, pre + "ln1", hs)
-        attn_out = self._attention(normed, blk.self_attn, pre, hs, offset, prefix_kv)
+        attn_out = self._attention(layer, normed, blk.self_attn, pre, hs, offset, prefix_kv)
         resid = hs(pre + "hook_resid_mid", resid + hs(pre + "hook_attn_out", attn_out))
-        mlp_out = self._mlp(self._rms(resid, blk.post_attention_layernorm, pre + "ln2", hs), blk.mlp, pre, hs)
+        mlp_out = self._mlp(layer, self._rms(resid, blk.post_attention_layernorm, pre + "ln2", hs), pre, hs)
         return hs(pre + "hook_resid_post", resid + hs(pre + "hook_mlp_out", mlp_out))
 
     def final_norm(self, resid: mx.array, hs: HookSet) -> mx.array:
@@ -139,32 +179,29 @@ class LlamaAdapter:
         The MLP uses ``silu_mul`` (MLX's CPU exp is slow enough that SiLU costs as much as a matmul).
         """
         blk, attn, cfg = self.layers[layer], self.layers[layer].self_attn, self.cfg
-        g, h = cfg.n_kv_heads, cfg.n_heads
         normed = mx.fast.rms_norm(x, blk.input_layernorm.weight, blk.input_layernorm.eps)  # [t, d]
-        keys, values = attn.k_proj(normed), attn.v_proj(normed)  # [t, g*e]
+        queries, keys, values = self.qkv(layer, normed)  # [t, h, e], [t, g, e], [t, g, e]
         if last_only:
             ends = np.cumsum([r * p for r, p, _, _ in segments])
             last = mx.array(np.concatenate([np.arange(r) * p + p - 1 + (e - r * p) for (r, p, _, _), e in zip(segments, ends)]))
-            x, normed = x[last], normed[last]  # [rows, d]
-        queries = attn.q_proj(normed)  # [t or rows, h*e]
+            x, queries = x[last], queries[last]  # [rows, d], [rows, h, e]
         out, at, aq = [], 0, 0
         for rows, pos, offset, prefix_kv in segments:
             pq = 1 if last_only else pos
-            k = keys[at : at + rows * pos].reshape(rows, pos, g, -1).transpose(0, 2, 1, 3)  # [r, g, p, e]
-            v = values[at : at + rows * pos].reshape(rows, pos, g, -1).transpose(0, 2, 1, 3)
+            k = keys[at : at + rows * pos].reshape(rows, pos, *keys.shape[1:]).transpose(0, 2, 1, 3)  # [r, g, p, e]
+            v = values[at : at + rows * pos].reshape(rows, pos, *values.shape[1:]).transpose(0, 2, 1, 3)
             k = attn.rope(k, offset=offset)
             if prefix_kv is not None:
                 k = mx.concatenate([prefix_kv[0], k], axis=2)  # [r, g, offset + p, e]
                 v = mx.concatenate([prefix_kv[1], v], axis=2)
-            q = queries[aq : aq + rows * pq].reshape(rows, pq, h, -1).transpose(0, 2, 1, 3)  # [r, h, pq, e]
+            q = queries[aq : aq + rows * pq].reshape(rows, pq, *queries.shape[1:]).transpose(0, 2, 1, 3)  # [r, h, pq, e]
             q = attn.rope(q, offset=offset + pos - pq)
             z = mx.fast.scaled_dot_product_attention(q, k, v, scale=attn.scale, mask="causal" if pq > 1 else None)
             out.append(z.transpose(0, 2, 1, 3).reshape(rows * pq, -1))  # [r*pq, h*e]
             at, aq = at + rows * pos, aq + rows * pq
-        x = x + attn.o_proj(out[0] if len(out) == 1 else mx.concatenate(out, axis=0))
-        mlp, ln2 = blk.mlp, blk.post_attention_layernorm
-        normed = mx.fast.rms_norm(x, ln2.weight, ln2.eps)
-        return x + mlp.down_proj(silu_mul(mlp.gate_proj(normed), mlp.up_proj(normed)))
+        x = x + self.attn_proj(layer, out[0] if len(out) == 1 else mx.concatenate(out, axis=0))
+        ln2 = blk.post_attention_layernorm
+        return x + self.mlp_out(layer, mx.fast.rms_norm(x, ln2.weight, ln2.eps))
 
     def head_z(self, layer: int, head: int, x_q: mx.array, x_k: mx.array, x_v: mx.array) -> mx.array:
         """One head's z [b, p, e] with its query, key and value read from different residual streams
@@ -185,9 +222,8 @@ class LlamaAdapter:
 
     def mlp_residual(self, layer: int, resid_mid: mx.array) -> mx.array:
         """resid_post of ``layer`` from its resid_mid [..., d]: resid_mid + mlp(ln2(resid_mid)), no hooks."""
-        blk, ln2 = self.layers[layer], self.layers[layer].post_attention_layernorm
-        normed = mx.fast.rms_norm(resid_mid, ln2.weight, ln2.eps)
-        return resid_mid + blk.mlp.down_proj(silu_mul(blk.mlp.gate_proj(normed), blk.mlp.up_proj(normed)))
+        ln2 = self.layers[layer].post_attention_layernorm
+        return resid_mid + self.mlp_out(layer, mx.fast.rms_norm(resid_mid, ln2.weight, ln2.eps))
 
     # ---- whole forward ------------------------------------------------------------------
     def forward(

@@ -81,35 +81,28 @@ class Site:
     def delta(
         self, model, pair: np.ndarray, layer: np.ndarray, head: np.ndarray, key: np.ndarray, n_pos: int, all_keys: list[int]
     ) -> mx.array:
-        """Dense change to the residual stream [c, P, d] of each row (key -1 = every key in ``all_keys``)."""
-        c, d = len(pair), model.cfg.d_model
-        out = mx.zeros((c, n_pos, d))
-        for k in all_keys:
-            rows = np.nonzero((key == k) | (key == -1))[0]
-            if len(rows) == 0:
-                continue
-            i, L = pair[rows], layer[rows]
-            bp, sp = self.base_pos[i, k], self.source_pos[i, k]
-            li, ii = mx.array(L), mx.array(i)
-            diff = self.source_acts[li, ii, mx.array(sp)] - self.base_acts[li, ii, mx.array(bp)]  # [r, d] or [r, h, e]
-            if self.hook == "z":
-                diff = self._through_w_o(model, diff, L, head[rows])  # [r, d]
-            onehot = mx.array((np.arange(n_pos)[None, :] == bp[:, None]).astype(np.float32))  # [r, P]
-            scattered = onehot[:, :, None] * diff[:, None, :]  # [r, P, d]
-            out = _add_rows(out, rows, scattered)
-        return out
+        """Dense change to the residual stream [c, P, d] of each row (key -1 = every key in ``all_keys``).
+
+        One gather of (source - base) at every key of every row, one batched product through each row's
+        head's W_O for z, and one scatter onto positions (a [c, P, K] one-hot product)."""
+        keys = np.asarray(all_keys)
+        sel = (key[:, None] == keys[None, :]) | (key[:, None] == -1)  # [c, K'] keys each row patches
+        bp, sp = self.base_pos[pair][:, keys], self.source_pos[pair][:, keys]  # [c, K']
+        li, ii = mx.array(layer)[:, None], mx.array(pair)[:, None]
+        diff = self.source_acts[li, ii, mx.array(sp)] - self.base_acts[li, ii, mx.array(bp)]  # [c, K', d] or [c, K', h, e]
+        if self.hook == "z":
+            diff = self._through_w_o(model, diff, layer, head)  # [c, K', d]
+        scatter = (np.arange(n_pos)[None, :, None] == bp[:, None, :]) & sel[:, None, :]  # [c, P, K']
+        return mx.array(scatter.astype(np.float32)) @ diff  # [c, P, d]
 
     @staticmethod
     def _through_w_o(model, diff: mx.array, layer: np.ndarray, head: np.ndarray) -> mx.array:
-        """(z_source - z_base) of one head per row [r, h, e] -> its write into the residual [r, d]."""
-        out = mx.zeros((diff.shape[0], model.cfg.d_model))
-        for L in np.unique(layer):
-            rows = np.nonzero(layer == L)[0]
-            w_o = model.adapter.head_output_weights(int(L))  # [h, e, d]
-            h = mx.array(head[rows])
-            z = diff[mx.array(rows), h]  # [r, e]
-            out = _add_rows(out, rows, (z[:, None, :] @ w_o[h])[:, 0])
-        return out
+        """(z_source - z_base) of one head per row [c, K, h, e] -> its write into the residual [c, K, d]."""
+        layers = np.unique(layer)
+        w_o = mx.stack([model.adapter.head_output_weights(int(L)) for L in layers])  # [u, h, e, d]
+        h = mx.array(head)
+        z = mx.take_along_axis(diff, h[:, None, None, None], axis=2)[:, :, 0]  # [c, K, e]
+        return z @ w_o[mx.array(np.searchsorted(layers, layer)), h]  # [c, K, e] @ [c, e, d]
 
 
 def _add_rows(out: mx.array, rows: np.ndarray, values: mx.array) -> mx.array:

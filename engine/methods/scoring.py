@@ -46,11 +46,15 @@ class Scorer:
         """The clean run's final residual [n, d] at the last position: KL is measured against it."""
         self.reference = self.logits(clean_last_resid)
 
+    def logit_diff_along(self, last_resid: mx.array, directions: mx.array) -> mx.array:
+        """logit_diff [r] of final residuals [r, d] given each row's direction [r, d] (self.directions[pair]):
+        a pure function of its inputs, so it can sit inside a compiled graph."""
+        return mx.sum(self.adapter.final_norm(last_resid, EMPTY) * directions, axis=-1)
+
     def __call__(self, last_resid: mx.array, pair: mx.array) -> mx.array:
         """Scores [r] of final residuals [r, d]; ``pair`` [r] says which pair each row belongs to."""
         if self.directions is not None:
-            normed = self.adapter.final_norm(last_resid, EMPTY)  # [r, d]
-            return mx.sum(normed * self.directions[pair], axis=-1)
+            return self.logit_diff_along(last_resid, self.directions[pair])
         logits = self.logits(last_resid)  # [r, v]
         correct, wrong = self.correct[pair], self.wrong[pair]
         if callable(self.metric):
