@@ -27,6 +27,7 @@ class LlamaAdapter:
         self.tied = bool(getattr(model.args, "tie_word_embeddings", True)) and not hasattr(model, "lm_head")
         self._n_rep = cfg.n_heads // cfg.n_kv_heads
         self.packed = PackedWeights(list(self.layers))
+        self._unembed_cache: tuple[mx.array, mx.array] | None = None  # (source weight, its [d, v] copy)
 
     # ---- projections (packed weights where available, else mlx-lm's modules) ---------------
     def qkv(self, layer: int, x: mx.array) -> tuple[mx.array, mx.array, mx.array]:
@@ -139,9 +140,26 @@ class LlamaAdapter:
         return self._rms(resid, self.inner.norm, "ln_final", hs)
 
     def unembed(self, normed: mx.array) -> mx.array:
+        w_u = self._packed_unembed()
+        if w_u is not None:
+            return normed @ w_u  # [b, p, v]
         if self.tied:
             return self.inner.embed_tokens.as_linear(normed)  # [b, p, v]
         return self.model.lm_head(normed)
+
+    def _packed_unembed(self) -> mx.array | None:
+        """W_U as a contiguous [d, v] copy (an NN sgemm: ~40% less time than the [v, d] layout here), kept
+        while the source weight is the same array; None for quantised or biased unembeddings."""
+        if not self.packed.enabled:
+            return None
+        src = self.inner.embed_tokens if self.tied else self.model.lm_head
+        if type(src) not in (nn.Embedding, nn.Linear) or getattr(src, "bias", None) is not None:
+            return None
+        cached = self._unembed_cache
+        if cached is None or cached[0] is not src.weight:
+            cached = self._unembed_cache = (src.weight, mx.contiguous(src.weight.T))
+            mx.eval(cached[1])
+        return cached[1]
 
     def unembed_matrix(self) -> mx.array:
         """W_U as [d, v] (TransformerLens orientation)."""

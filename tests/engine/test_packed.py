@@ -62,3 +62,11 @@ def test_quantised_and_oversized_models_use_the_modules(monkeypatch):
     assert m2.adapter.packed(0) is None  # quantised after wrapping: the modules again
     tokens = random_tokens(m2, 1, 4)
     assert _maxdiff(m2.forward(tokens), m2.model(tokens)) <= 1e-4
+
+
+def test_packed_unembedding_follows_replaced_embedding():
+    m, fresh = tiny_model(0), tiny_model(3)
+    tokens = random_tokens(m, 1, 5)
+    assert _maxdiff(m.forward(tokens), m.model(tokens)) <= 1e-4
+    m.model.update(tree_unflatten(tree_flatten(fresh.model.parameters())))
+    assert _maxdiff(m.forward(tokens), fresh.model(tokens)) <= 1e-4
