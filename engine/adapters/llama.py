@@ -185,7 +185,7 @@ class LlamaAdapter:
         """o_proj's bias [d] (the part of attn_out no head owns), or None."""
         return getattr(self.layers[layer].self_attn.o_proj, "bias", None)
 
-    def ragged_block(self, layer: int, x: mx.array, segments: list, last_only: bool = False) -> mx.array:
+    def ragged_block(self, layer: int, x: mx.array, segments: list, last_only: bool = False, mids: list = ()) -> mx.array:
         """block() without hooks over many patched rows whose suffixes differ in length, packed as [t, d].
 
         ``segments``: (rows, positions, offset, prefix_kv) in packing order; a segment holds ``rows`` rows of
@@ -194,9 +194,23 @@ class LlamaAdapter:
         Position-wise work (norms, projections, MLP) runs on all rows at once; attention per segment.
         With ``last_only`` only each row's last position is returned ([sum rows, d]), the rest still
         providing keys and values: all the final layer needs when a metric reads the last position.
+        ``mids``: (resid_mid [r, positions, d], positions) of rows joining after the attention (a patch
+        to attn_out or a head's output), appended after the packed rows for the MLP (last positions
+        only with ``last_only``).
         The MLP uses ``silu_mul`` (MLX's CPU exp is slow enough that SiLU costs as much as a matmul).
         """
-        blk, attn, cfg = self.layers[layer], self.layers[layer].self_attn, self.cfg
+        blk = self.layers[layer]
+        if x.shape[0]:
+            x = self._ragged_attention(layer, x, segments, last_only)
+        if mids:
+            joined = [m[:, -1] if last_only else m.reshape(-1, m.shape[-1]) for m, _ in mids]
+            x = mx.concatenate([x, *joined], axis=0)
+        ln2 = blk.post_attention_layernorm
+        return x + self.mlp_out(layer, mx.fast.rms_norm(x, ln2.weight, ln2.eps))
+
+    def _ragged_attention(self, layer: int, x: mx.array, segments: list, last_only: bool) -> mx.array:
+        """resid_mid of ragged_block's packed rows ([t, d], or [rows, d] with ``last_only``)."""
+        blk, attn = self.layers[layer], self.layers[layer].self_attn
         normed = mx.fast.rms_norm(x, blk.input_layernorm.weight, blk.input_layernorm.eps)  # [t, d]
         queries, keys, values = self.qkv(layer, normed)  # [t, h, e], [t, g, e], [t, g, e]
         if last_only:
@@ -217,9 +231,7 @@ class LlamaAdapter:
             z = mx.fast.scaled_dot_product_attention(q, k, v, scale=attn.scale, mask="causal" if pq > 1 else None)
             out.append(z.transpose(0, 2, 1, 3).reshape(rows * pq, -1))  # [r*pq, h*e]
             at, aq = at + rows * pos, aq + rows * pq
-        x = x + self.attn_proj(layer, out[0] if len(out) == 1 else mx.concatenate(out, axis=0))
-        ln2 = blk.post_attention_layernorm
-        return x + self.mlp_out(layer, mx.fast.rms_norm(x, ln2.weight, ln2.eps))
+        return x + self.attn_proj(layer, out[0] if len(out) == 1 else mx.concatenate(out, axis=0))
 
     def head_z(self, layer: int, head: int, x_q: mx.array, x_k: mx.array, x_v: mx.array) -> mx.array:
         """One head's z [b, p, e] with its query, key and value read from different residual streams

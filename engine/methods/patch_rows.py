@@ -4,7 +4,7 @@ Every supported patch is a change to the residual stream at one layer:
   resid_pre (L, p):   resid_pre[L] += source - base at p                      -> the row enters at L
   resid_post (L, p):  resid_post[L] += source - base at p                     -> enters at L + 1
   mlp_out (L, p):     resid_post[L] += source - base at p                     -> enters at L + 1
-  attn_out (L, p):    resid_mid[L] += source - base at p; MLP L recomputed    -> enters at L + 1
+  attn_out (L, p):    resid_mid[L] += source - base at p                      -> enters L after attention
   z (L, p, h):        as attn_out with (z_source - z_base)[h] @ W_O[h]
 A row may patch one position key or every key (per-head patches over all positions). The change
 check compares source and base activations: a patch that changes nothing (beyond float32 rounding)
@@ -113,21 +113,16 @@ def _add_rows(out: mx.array, rows: np.ndarray, values: mx.array) -> mx.array:
 
 def entry_residual(
     model, base: BaseRun, kind: str, pair: np.ndarray, layer: np.ndarray, delta: mx.array, start: int
-) -> tuple[np.ndarray, mx.array]:
-    """(entry layer [c], residual [c, P - start, d]) a patched row starts from."""
+) -> tuple[np.ndarray, mx.array, bool]:
+    """(entry layer [c], residual [c, P - start, d], mid) a patched row starts from. With mid (attn_out and
+    per-head patches) the residual is resid_mid of the entry layer: the row joins that layer after its
+    attention, so its MLP runs batched with the other rows' (engine.methods.suffix_runs)."""
     i = mx.array(pair)
     delta = delta[:, start:]  # [c, s, d]
     if kind == "resid_pre":
-        return layer.copy(), base.resid[mx.array(layer), i, start:] + delta
-    after = base.resid[mx.array(layer + 1), i, start:]  # base resid_post[L]  [c, s, d]
+        return layer.copy(), base.resid[mx.array(layer), i, start:] + delta, False
     if kind == "mlp":
-        return layer + 1, after + delta
+        return layer + 1, base.resid[mx.array(layer + 1), i, start:] + delta, False  # base resid_post[L] + patch
     mids = mx.stack([base.cache[f"blocks.{l}.hook_resid_mid"] for l in np.unique(layer)])  # [u, b, P, d]
     slot = np.searchsorted(np.unique(layer), layer)
-    mid = mids[mx.array(slot), i, start:] + delta  # [c, s, d]
-    post = mx.zeros_like(mid)
-    for L in np.unique(layer):
-        rows = np.nonzero(layer == L)[0]
-        post = _add_rows(post, rows, model.adapter.mlp_residual(int(L), mid[mx.array(rows)]))
-    touched = mx.any(delta != 0, axis=-1, keepdims=True)  # [c, s, 1]: positions the patch reached
-    return layer + 1, mx.where(touched, post, after)
+    return layer.copy(), mids[mx.array(slot), i, start:] + delta, True  # [c, s, d]

@@ -114,8 +114,8 @@ def sweep_group(model, scorer: Scorer, group, base, site: Site, grid: Grid, hook
             ch = chunk[chunk[:, 5] == start]
             pair, cell, layer, head, key = (ch[:, j] for j in range(5))
             delta = site.delta(model, pair, layer, head, key, n_pos, grid.keys)
-            entry_layer, entry = entry_residual(model, base, KIND[hook], pair, layer, delta, int(start))
-            segments.append(Segment(int(start), pair, entry_layer, entry))
+            entry_layer, entry, mid = entry_residual(model, base, KIND[hook], pair, layer, delta, int(start))
+            segments.append(Segment(int(start), pair, entry_layer, entry, mid))
             cuts.append((pair, cell))
         for (pair, cell), last in zip(cuts, run_segments(model, base, segments)):
             scores = scorer(last, mx.array(group.index[pair].astype(np.int32)))

@@ -86,6 +86,7 @@ class Segment:
     pair: np.ndarray  # [r] base row each patched row belongs to
     entry_layer: np.ndarray  # [r], ascending: the first layer the row runs (n_layers = straight to the final norm)
     entry: mx.array  # [r, P - start, d] the row's residual at its entry layer
+    mid: bool = False  # rows enter their entry layer after its attention (entry = resid_mid)
 
 
 def bytes_per_position(cfg, n_pos: int) -> int:
@@ -104,21 +105,26 @@ def run_segments(model, base: BaseRun, segments: list[Segment]) -> list[mx.array
     """Final residual at the last position, [r, d] per segment, of rows entering the stack mid-way.
 
     At every layer the live rows of all segments go through one ragged block (position-wise work
-    batched across segments, attention per segment).
+    batched across segments, attention per segment); rows of ``mid`` segments joining at that layer
+    enter after the attention and share the block's MLP.
     """
     adapter, n, d = model.adapter, model.cfg.n_layers, model.cfg.d_model
-    joined = [np.searchsorted(seg.entry_layer, np.arange(n + 1), side="right") for seg in segments]  # rows with entry <= l
+    joined = [np.searchsorted(seg.entry_layer, np.arange(-1, n + 1), side="right") for seg in segments]  # [l + 1]: rows with entry <= l
     pair_idx = [mx.array(seg.pair.astype(np.int32)) for seg in segments]
     xs: list[mx.array | None] = [None] * len(segments)  # [active, P - start, d]
     active = [0] * len(segments)
     finals: list[mx.array | None] = [None] * len(segments)
+    last_layer = n - 1
     for layer in range(n):
-        live, specs = [], []
+        live, specs, mids = [], [], []  # mids: (segment, rows joining after attention)
         for j, seg in enumerate(segments):
-            if joined[j][layer] > active[j]:
-                new = seg.entry[active[j] : joined[j][layer]]
+            ready = int(joined[j][layer]) if seg.mid else int(joined[j][layer + 1])  # rows running the whole block
+            if ready > active[j]:
+                new = seg.entry[active[j] : ready]
                 xs[j] = new if xs[j] is None else mx.concatenate([xs[j], new], axis=0)
-                active[j] = int(joined[j][layer])
+                active[j] = ready
+            if seg.mid and joined[j][layer + 1] > ready:
+                mids.append((j, int(joined[j][layer + 1]) - ready))
             if active[j] == 0:
                 continue
             prefix = None
@@ -127,18 +133,32 @@ def run_segments(model, base: BaseRun, segments: list[Segment]) -> list[mx.array
                 prefix = (base.keys[layer][idx, :, : seg.start], base.values[layer][idx, :, : seg.start])  # [a, g, start, e]
             live.append(j)
             specs.append((active[j], xs[j].shape[1], seg.start, prefix))
-        if not live:
+        if not live and not mids:
             continue
-        packed = mx.concatenate([xs[j].reshape(-1, d) for j in live], axis=0) if len(live) > 1 else xs[live[0]].reshape(-1, d)
-        out = adapter.ragged_block(layer, packed, specs, last_only=layer == n - 1)  # [t, d] or [rows, d]
+        pieces = [xs[j].reshape(-1, d) for j in live]
+        packed = (pieces[0] if len(pieces) == 1 else mx.concatenate(pieces, axis=0)) if pieces else mx.zeros((0, d))
+        mid_rows = [(segments[j].entry[active[j] : active[j] + r], segments[j].entry.shape[1]) for j, r in mids]
+        last = layer == last_layer
+        out = adapter.ragged_block(layer, packed, specs, last_only=last, mids=mid_rows)  # [t (+ mid), d] or [rows, d]
         at = 0
         for j, (rows, pos, _, _) in zip(live, specs):
-            if layer == n - 1:
-                finals[j] = out[at : at + rows]
-                at += rows
+            take = rows if last else rows * pos
+            part = out[at : at + take]
+            at += take
+            if last:
+                finals[j] = part
             else:
-                xs[j] = out[at : at + rows * pos].reshape(rows, pos, d)
-                at += rows * pos
+                xs[j] = part.reshape(rows, pos, d)
+        for (j, r), (_, pos) in zip(mids, mid_rows):  # mid joiners follow the rows already running
+            take = r if last else r * pos
+            part = out[at : at + take]
+            at += take
+            if last:
+                finals[j] = part if finals[j] is None else mx.concatenate([finals[j], part], axis=0)
+            else:
+                part = part.reshape(r, pos, d)
+                xs[j] = part if xs[j] is None else mx.concatenate([xs[j], part], axis=0)
+            active[j] += r
     results = []
     for j, seg in enumerate(segments):
         rest = seg.entry[active[j] :, -1]  # rows entering after the last layer

@@ -116,9 +116,10 @@ def test_embedded_subset_equals_reference(embedded, eiffel):
         ref, *_ = reference_patching(embedded, clean.tolist(), corrupted.tolist(), [correct], [wrong], hook=hook,
                                      layers=layers, positions=positions)
         np.testing.assert_allclose(fast.grid(), ref, atol=TOL)
-    fast = activation_patching(embedded, clean, corrupted, correct, wrong, hook="z", layers=[23], heads=[0, 4])
+    # per-head rows join their layer after its attention: first, middle and last layer (last position only)
+    fast = activation_patching(embedded, clean, corrupted, correct, wrong, hook="z", layers=[0, 23, 29], heads=[0, 4])
     ref, *_ = reference_patching(embedded, clean.tolist(), corrupted.tolist(), [correct], [wrong], hook="z",
-                                 layers=[23], heads=[0, 4])
+                                 layers=[0, 23, 29], heads=[0, 4])
     np.testing.assert_allclose(fast.grid(), ref, atol=TOL)
 
 
