@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any, Sequence
@@ -275,17 +276,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM and SIGHUP stop the run like Ctrl-C: the experiment child is killed, the run stays resumable."""
+    """SIGTERM, SIGHUP and SIGINT stop the run like Ctrl-C: the experiment child is killed, the run stays resumable.
+
+    Python ignores (only prints) an exception raised inside a ``__del__`` finaliser, which would lose the
+    stop and print a traceback: there the signal is sent again 50 ms later instead."""
+    f = frame
+    while f is not None:
+        if f.f_code.co_name == "__del__":
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
+        f = f.f_back
     raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
-    signal.signal(signal.SIGHUP, _sigterm)
     handlers = {"run": cmd_run, "resume": cmd_resume, "status": cmd_status, "review": cmd_review,
                 "report": cmd_report, "verify": cmd_verify}
-    try:
+    try:  # everything, argument parsing included: a Ctrl-C may land on any line
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, _sigterm)
+        args = _parser().parse_args(argv)
         return handlers[args.command](args)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)

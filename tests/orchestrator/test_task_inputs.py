@@ -83,7 +83,7 @@ def _mkdir(path: Path) -> Path:
 def invoke(*argv: str) -> tuple[int, str]:
     """main() in this process (fast): (exit code, stderr). A traceback here is an exception escaping main."""
     err = io.StringIO()
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             try:
@@ -276,3 +276,47 @@ def test_run_twice_without_run_dir_starts_a_new_run_and_points_at_the_unfinished
     assert len(new) == 1
     for said in (f"run directory: {new[0]}", f"report: {new[0]}/report.md", f"git -C {new[0]} log --oneline findings --"):
         assert said in text, text
+
+
+def test_ctrl_c_during_argument_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """was: a KeyboardInterrupt in parse_args escaped main() as a traceback (seen once in the kill campaign)."""
+    import orchestrator.cli as cli
+
+    class Interrupted:
+        def parse_args(self, argv: object) -> None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_parser", lambda: Interrupted())
+    code, err = invoke("status", "x")
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+
+
+def test_a_stop_signal_inside_a_finaliser_is_delivered_again_not_lost() -> None:
+    """was: SIGTERM landing in a gitpython __del__ raised KeyboardInterrupt there, which Python only prints
+    ("Exception ignored in ... Traceback") and drops: the run went on, or ended with -2."""
+    import sys
+    import time
+
+    import orchestrator.cli as cli
+
+    got: list[int] = []
+    old = signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+    raised: list[BaseException] = []
+
+    class Finalised:
+        def __del__(self) -> None:
+            try:
+                cli._sigterm(signal.SIGUSR1, sys._getframe())
+            except BaseException as exc:  # noqa: BLE001 - what the test looks for
+                raised.append(exc)
+
+    try:
+        Finalised()  # dropped at once: __del__ runs here
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert raised == [] and got == [signal.SIGUSR1]
+        with pytest.raises(KeyboardInterrupt):  # anywhere else it stops at once
+            cli._sigterm(signal.SIGUSR1, sys._getframe())
+    finally:
+        signal.signal(signal.SIGUSR1, old)
