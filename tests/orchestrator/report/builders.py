@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,16 @@ class A:
     tokens: int = 0
 
 
+FIXTURE_HOURS = 0.25  # the runs built here pin their wall-clock budget: tests expect figures derived from it
+
+
 def make_run(tmp: Path, name: str = "run", task_path: Path = DEFAULT_TASK) -> RunDir:
-    task = load_task(task_path, check_tokenizer=False)
-    return create_run_dir(tmp / name, task, task_path.read_text(encoding="utf-8"))
+    text = re.sub(r"wall_clock_hours: [0-9.]+", f"wall_clock_hours: {FIXTURE_HOURS}",
+                  task_path.read_text(encoding="utf-8"))
+    pinned = tmp / f".{name}-task.yaml"
+    pinned.write_text(text, encoding="utf-8")
+    task = load_task(pinned, check_tokenizer=False)
+    return create_run_dir(tmp / name, task, text)
 
 
 def add_attempts(run: RunDir, attempts: list[A], *, finish: str | None = "max_experiments", elapsed_s: float = 754.0) -> None:
