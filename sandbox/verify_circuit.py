@@ -15,8 +15,9 @@ Statistics and the keep rule are the orchestrator's (orchestrator.analysis.circu
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from typing import Any
+
+from sandbox.pair_groups import group_by_length
 
 GAP_EPS = 1e-6
 NULL_MODE = "random_circuits"
@@ -32,15 +33,7 @@ def _tasks(model: Any, pairs: list[Any], metric: str, ablation: str) -> tuple[li
     """CircuitTasks of equal-length pairs (largest group first), the pairs left out and why."""
     from engine.circuits import CircuitTask
 
-    groups: dict[int, list[int]] = defaultdict(list)
-    left_out, notes = [], []
-    for i, p in enumerate(pairs):
-        n_clean, n_corr = len(model.to_str_tokens(p.clean)), len(model.to_str_tokens(p.corrupted))
-        if n_clean != n_corr:
-            left_out.append(i)
-            notes.append(f"pair {i}: clean has {n_clean} tokens, corrupted {n_corr}; left out")
-        else:
-            groups[n_clean].append(i)
+    groups, left_out, notes = group_by_length(model, pairs)
     ordered = sorted(groups.values(), key=lambda ix: (-len(ix), ix[0]))
     return ([(ix, CircuitTask.from_pairs(model, [pairs[i] for i in ix], metric=metric, ablation=ablation))
              for ix in ordered], left_out, notes)

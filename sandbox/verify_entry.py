@@ -15,24 +15,11 @@ from collections import defaultdict
 from typing import Any
 
 from sandbox.childlib import Channel, apply_rlimits, exit_now, read_request
+from sandbox.pair_groups import group_by_length
 from sandbox.verify_circuit import measure_circuit
 
 GAP_EPS = 1e-6
 LAYER_HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
-
-
-def _groups(model: Any, pairs: list[Any]) -> tuple[dict[int, list[int]], list[int], list[str]]:
-    """Pair indices grouped by token length (batches need equal lengths); unusable pairs and why."""
-    groups: dict[int, list[int]] = defaultdict(list)
-    left_out, notes = [], []
-    for i, p in enumerate(pairs):
-        n_clean, n_corr = len(model.to_str_tokens(p.clean)), len(model.to_str_tokens(p.corrupted))
-        if n_clean != n_corr:
-            left_out.append(i)
-            notes.append(f"pair {i}: clean has {n_clean} tokens, corrupted {n_corr}; left out")
-            continue
-        groups[n_clean].append(i)
-    return groups, left_out, notes
 
 
 def _randomised(claim: Any, cfg: Any, n_pos: int, rng: Any, include_own: bool = False) -> list[Any]:
@@ -94,7 +81,7 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
     t = time.perf_counter()
     model = engine.load_model(request["model"])
     load_s = time.perf_counter() - t
-    groups, excluded, notes = _groups(model, pairs)
+    groups, excluded, notes = group_by_length(model, pairs)
     # One generator per null mode (seeded by the parent per null family), so a family's draws do not
     # depend on which other modes are measured in the same call.
     seeds = request.get("mode_seeds") or {}

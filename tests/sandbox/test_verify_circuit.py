@@ -6,20 +6,17 @@ a same-sized set of distractor edges.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from engine.circuits import build_planted_model
 from engine.interventions import Patch
 from orchestrator.interfaces import VerifyRequest
 from orchestrator.verify_circuit import judge_circuit
-from sandbox.contract import create_contract
-from sandbox.schemas import Claim, PromptPair, ResourceLimits
+from sandbox.schemas import Claim, ResourceLimits
 from sandbox.verify_circuit import verify_circuit_claim
+from tests.sandbox.planted_runs import planted_run_dir
 
 LIMITS = ResourceLimits(timeout_s=120.0, memory_mb=4096)
 # six edges of the same graph that skip the planted mover/copier/lookup (distractor heads and MLPs)
@@ -33,22 +30,8 @@ def circuit_claim(edges: list[str], **circuit) -> Claim:
 
 @pytest.fixture(scope="module")
 def planted_run():
-    # the sandboxed child runs as another uid: the model directory must be world-readable, outside the private /tmp
-    root = Path(tempfile.mkdtemp(prefix="planted-verify-", dir=Path.home()))
-    root.chmod(0o755)
-    built = build_planted_model(root / "planted")
-    for path in [built.path, *built.path.iterdir()]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    pairs, seen = [], set()
-    for p in built.pairs(80, seed=0):
-        if p.clean not in seen:
-            seen.add(p.clean)
-            pairs.append(PromptPair(clean=p.clean, corrupted=p.corrupted, correct=p.correct, wrong=p.wrong))
-    run_dir = root / "run"
-    run_dir.mkdir()
-    create_contract(run_dir, str(built.path), pairs[:16], pairs[16:32], seed=0, family="planted", commit=True)
-    yield built, run_dir
-    shutil.rmtree(root, ignore_errors=True)
+    with planted_run_dir("planted-verify-", n_pairs=80, seed=0, n_exploration=16, n_held_out=16) as built_and_run:
+        yield built_and_run
 
 
 def request(run_dir: Path, index: int = 0) -> VerifyRequest:

@@ -3,19 +3,14 @@ experiment code) passes the guard and runs in the sandbox, proposing the planted
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 
-from engine.circuits import build_planted_model
 from orchestrator.agent.programme import FINAL_SLUG, STEPS
 from orchestrator.agent.templates import render
-from sandbox.contract import create_contract
 from sandbox.guard import check_source
 from sandbox.runner import run_experiment
-from sandbox.schemas import PromptPair, ResourceLimits
+from sandbox.schemas import ResourceLimits
+from tests.sandbox.planted_runs import planted_run_dir
 
 
 def test_circuit_step_runs_just_before_the_synthesis():
@@ -34,21 +29,8 @@ def test_guard_allows_engine_circuits_but_not_its_internals_or_file_writers():
 
 @pytest.fixture(scope="module")
 def planted_run():
-    root = Path(tempfile.mkdtemp(prefix="planted-step-", dir=Path.home()))  # readable by the sandbox's uid
-    root.chmod(0o755)
-    built = build_planted_model(root / "planted")
-    for path in [built.path, *built.path.iterdir()]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    pairs, seen = [], set()
-    for p in built.pairs(60, seed=1):
-        if p.clean not in seen:
-            seen.add(p.clean)
-            pairs.append(PromptPair(clean=p.clean, corrupted=p.corrupted, correct=p.correct, wrong=p.wrong))
-    run_dir = root / "run"
-    run_dir.mkdir()
-    create_contract(run_dir, str(built.path), pairs[:24], pairs[24:36], seed=0, family="planted", commit=True)
-    yield built, run_dir
-    shutil.rmtree(root, ignore_errors=True)
+    with planted_run_dir("planted-step-", n_pairs=60, seed=1, n_exploration=24, n_held_out=12) as built_and_run:
+        yield built_and_run
 
 
 def test_template_proposes_the_planted_circuit_in_the_sandbox(planted_run):
