@@ -124,45 +124,24 @@ def test_runner_can_be_cancelled_from_another_thread(run_dir: Path, scratch_root
     assert out.status == "cancelled" and out.durations.total_s < 3
 
 
-def test_model_given_as_a_path_is_readable_inside(tmp_path: Path, scratch_root: Path) -> None:
+@pytest.mark.parametrize("where,subdir", [(str(Path.home()), ""), ("/tmp", "deeper/model")],
+                         ids=["under-a-hidden-home", "under-a-0700-dir-in-tmp"])
+def test_model_given_as_a_path_is_readable_inside(where: str, subdir: str, tmp_path: Path, scratch_root: Path) -> None:
+    """The model directory is bound in read-only; inside the private /tmp, the directories made on the way to it
+    must be traversable by the child's uid although the host's (pytest's, mkdtemp's) are 0700."""
     import shutil
     import tempfile
 
     from sandbox.contract import create_contract
     from tests.sandbox.conftest import HELD_OUT
 
-    model_dir = Path(tempfile.mkdtemp(prefix="sandbox-test-model-", dir=Path.home()))  # under a hidden dir
+    outer = Path(tempfile.mkdtemp(prefix="sandbox-test-model-", dir=where))  # 0700
     try:
-        model_dir.chmod(0o755)
+        model_dir = outer / subdir
+        model_dir.mkdir(parents=True, exist_ok=True)
+        for d in [model_dir, *(outer / p for p in model_dir.relative_to(outer).parents if p != Path("."))]:
+            d.chmod(0o755)  # the model and the dirs below the 0700 one are world-readable, as a user's would be
         (model_dir / "config.json").write_text('{"model_type": "llama"}')
-        (model_dir / "config.json").chmod(0o644)
-        run_dir = tmp_path / "run"
-        run_dir.mkdir()
-        create_contract(run_dir, str(model_dir), EXPLORATION, HELD_OUT, commit=True)
-        code = f"def run(ctx):\n    return {{'summary': open({str(model_dir / 'config.json')!r}).read()}}\n"
-        out = run_experiment(run_dir, write(run_dir, "0001-a.py", code), 1, limits=FAST, guard=False,
-                             scratch_root=scratch_root)
-        assert out.status == "ok" and "llama" in out.result.summary, out.reason
-    finally:
-        shutil.rmtree(model_dir)
-
-
-def test_model_under_a_private_dir_in_tmp_is_readable_inside(tmp_path: Path, scratch_root: Path) -> None:
-    """pytest's and mkdtemp's directories under /tmp are 0700: the directories bubblewrap makes on the way to
-    the bound model inside the private /tmp must still be traversable by the child's uid."""
-    import shutil
-    import tempfile
-
-    from sandbox.contract import create_contract
-    from tests.sandbox.conftest import HELD_OUT
-
-    outer = Path(tempfile.mkdtemp(prefix="sandbox-test-private-", dir="/tmp"))  # 0700, like pytest's basetemp
-    try:
-        model_dir = outer / "deeper" / "model"
-        model_dir.mkdir(parents=True)
-        (model_dir / "config.json").write_text('{"model_type": "llama"}')
-        for p in (outer / "deeper", model_dir):
-            p.chmod(0o755)
         (model_dir / "config.json").chmod(0o644)
         run_dir = tmp_path / "run"
         run_dir.mkdir()
