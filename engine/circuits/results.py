@@ -174,7 +174,11 @@ class Circuit(_Result):
             for target in [t for t in targets if t in present] or targets:
                 out_edges.append({"source": sender, "target": target, "weight": weight, "input": kind,
                                   "edge": name, "score": score})
-        return {"nodes": [{"id": n, "label": n, "layer": layer(n)} for n in nodes], "edges": out_edges}
+        # A receiver that sends nothing itself (an edge subset, e.g. the heaviest edges drawn of a large
+        # circuit) is still a node of the drawing: every edge must end at a listed node.
+        order = {n: i for i, n in enumerate(graph.node_names)}
+        drawn = sorted(present | {e["target"] for e in out_edges}, key=order.__getitem__)
+        return {"nodes": [{"id": n, "label": n, "layer": layer(n)} for n in drawn], "edges": out_edges}
 
     def summary(self) -> str:
         nodes = [n for n in self.nodes() if n not in ("input", "logits")]

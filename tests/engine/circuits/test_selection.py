@@ -51,6 +51,21 @@ def test_random_scores_are_seeded():
     assert not np.array_equal(random_scores(G, 7), random_scores(G, 8))
 
 
+def test_drawing_an_edge_subset_lists_every_receiver_as_a_node():
+    """The report draws the heaviest edges of a large circuit: receivers that send nothing in that subset
+    (a q input of a head, a kv input of a group) must still be nodes (a run's report crashed on this)."""
+    s = random_scores(G, 3)
+    mask = topk_mask(G, s, 60)
+    full = circuit_from_mask(G, mask, model="tiny", method="random", scores=s, requested_size=60)
+    into_heads = [i for i, e in enumerate(full.edges) if "<" in e]
+    assert into_heads
+    subset = type(full)(method=full.method, model=full.model, graph=full.graph,
+                        edges=[full.edges[i] for i in into_heads[:3]], edge_scores=[full.edge_scores[i] for i in into_heads[:3]])
+    drawn = subset.to_graph()
+    ids = {n["id"] for n in drawn["nodes"]}
+    assert ids >= {e["source"] for e in drawn["edges"]} | {e["target"] for e in drawn["edges"]}
+
+
 def test_circuit_result_round_trip():
     s = random_scores(G, 0)
     mask = topk_mask(G, s, 120)
