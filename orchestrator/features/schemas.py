@@ -25,6 +25,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _in_range(values: dict[str, float], high: float, meaning: str) -> dict[str, float]:
+    """``values`` if every one lies in 0..high; else a ValueError naming up to three offenders."""
+    bad = {k: v for k, v in values.items() if not 0.0 <= v <= high}
+    if bad:
+        raise ValueError(f"{meaning}; out of range: {dict(list(bad.items())[:3])}")
+    return values
+
+
 class Predicate(_Strict):
     """Where the latent fires, as a checkable rule over tokens (all matching is case-insensitive).
 
@@ -63,18 +71,12 @@ class Predicate(_Strict):
     @field_validator("weights")
     @classmethod
     def _weights_in_range(cls, values: dict[str, float]) -> dict[str, float]:
-        bad = {k: v for k, v in values.items() if not 0.0 <= v <= 10.0}
-        if bad:
-            raise ValueError(f"weights are expected activations on a 0..10 scale; out of range: {dict(list(bad.items())[:3])}")
-        return values
+        return _in_range(values, 10.0, "weights are expected activations on a 0..10 scale")
 
     @field_validator("precision")
     @classmethod
     def _precision_in_range(cls, values: dict[str, float]) -> dict[str, float]:
-        bad = {k: v for k, v in values.items() if not 0.0 <= v <= 1.0}
-        if bad:
-            raise ValueError(f"precision values are probabilities in 0..1; out of range: {dict(list(bad.items())[:3])}")
-        return values
+        return _in_range(values, 1.0, "precision values are probabilities in 0..1")
 
     def is_empty(self) -> bool:
         return not (self.tokens or self.words or self.regex)
