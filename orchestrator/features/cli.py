@@ -114,9 +114,15 @@ def _drive(task, root: Path, text: str | None, quiet: bool) -> int:
     finally:
         progress.close()
     _report(root)
-    print(f"{root}: finished; {summary.n_latents} latents explained, {summary.n_kept} kept "
+    from orchestrator.state import StateStore
+
+    state = StateStore(root).load()
+    print(f"{root}: {state.status} ({state.stop_reason}); {summary.n_latents} latents explained, {summary.n_kept} kept "
           f"(held-out {summary.keep_metric} >= random-explanation baseline + {summary.keep_sigma:g} sigma). "
           f"See: python -m orchestrator review {root}")
+    if state.status != "finished":
+        print(f"continue after a fix (budget or provider) with: python -m orchestrator resume {root}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     return EXIT_OK
 
 

@@ -37,6 +37,8 @@ from orchestrator.features.task import FeatureTask, make_explainer, make_scorer
 from orchestrator.features.verify import TrustedVerifier, VerifyRequest, baseline_pool, pinned_paths
 from orchestrator.fsutil import atomic_write_json, atomic_write_text, sha256_file
 from orchestrator.ledger import Ledger, LedgerEntry
+from orchestrator.providers.base import Budget, BudgetExceeded, ProviderStop, UsageLedger
+from orchestrator.providers.call_log import CallLog, read_call_log
 from orchestrator.ratchet import Ratchet
 from orchestrator.rundir import RunDir, RunLock, utc_now, utc_stamp
 from orchestrator.state import RunState, StateStore
@@ -44,6 +46,11 @@ from orchestrator.state import RunState, StateStore
 
 # JSON argv of a stand-in measurement server (tests: no mlx); like ORCH_COMPONENTS for research runs
 MEASURE_ENV = "ORCH_FEATURE_MEASURE_COMMAND"
+
+
+def _clock() -> float:
+    """Seconds for the run's elapsed time and wall-clock budget (one place, so tests can drive it)."""
+    return time.perf_counter()
 
 
 class FeatureRunError(RuntimeError):
@@ -172,12 +179,17 @@ def run_feature_task(task: FeatureTask, root: Path, *, task_text: str | None = N
 
 
 def _run_locked(task, root, task_text, python, client_factory, measurer, verifier, log, on_latent) -> FeatureSummary:
-    started = time.perf_counter()
+    started = _clock()
     log(f"[features] engine step -> {root / 'engine'}")
     run_engine(task, root, python)
     latent_set = LatentSet.model_validate_json((root / "engine" / "latents.json").read_text())
-    explainer, scorer = make_explainer(task, client_factory), make_scorer(task, client_factory)
-    firsts, usage = _firsts(root, latent_set, explainer)  # every sampled latent: the pool
+    spend = run_ledger(task, root)
+    explainer, scorer = make_explainer(task, client_factory, spend), make_scorer(task, client_factory, spend)
+    try:
+        firsts, usage = _firsts(root, latent_set, explainer)  # every sampled latent: the pool
+    except ProviderStop as exc:
+        raise FeatureRunError(f"the first explanations (the random-explanation pool) could not be written: {exc}; "
+                              "nothing was committed yet: raise the budget or fix the provider, then run again") from None
     ratchet = _init_repo(task, root, task_text or json.dumps(task.model_dump(mode="json"), indent=2))
     state = _save_state(root, task, status="running", stop_reason=None,
                         sessions=(StateStore(root).load().sessions if StateStore(root).exists() else 0) + 1)
@@ -193,6 +205,7 @@ def _run_locked(task, root, task_text, python, client_factory, measurer, verifie
                                            measure_command=command)
     outcomes: list[LatentOutcome] = []
     total = len(latent_set.latents)
+    stop: tuple[str, str] | None = None  # (status, reason) when a budget ends the run early
     try:
         for attempt, lat in enumerate(latent_set.latents, start=1):
             result_path = root / "results" / f"{attempt:04d}.json"
@@ -201,19 +214,28 @@ def _run_locked(task, root, task_text, python, client_factory, measurer, verifie
                 continue
             if lat.latent not in firsts:
                 continue
+            reason = _budget_spent(task, spend, elapsed_before + _clock() - started)
+            if reason is not None:
+                stop = ("finished", reason)
+                break
             if on_latent is not None:
                 on_latent(attempt, total, lat.latent, None, state)
             began = utc_now()
             pool = baseline_pool(firsts, lat.latent, task.seed, task.refine.n_baseline)
-            outcome = refine_latent(lat, explainer, scorer, measurer, pool, task.refine,
-                                    initial=firsts[lat.latent], sae=str(sae), hook=latent_set.hook)
-            outcome = _apply_verdict(outcome, verifier.verify(VerifyRequest.from_outcome(outcome)))
+            try:
+                outcome = refine_latent(lat, explainer, scorer, measurer, pool, task.refine,
+                                        initial=firsts[lat.latent], sae=str(sae), hook=latent_set.hook)
+                verdict = verifier.verify(VerifyRequest.from_outcome(outcome, spend.remaining()))
+            except ProviderStop as exc:  # budget or provider: stop cleanly; this latent starts again on resume
+                stop = ("stopped", f"LLM provider stopped during latent {lat.latent}: {exc}")
+                break
+            spend.add_external(verdict.usage, role="feature-verify")
+            outcome = _apply_verdict(outcome, verdict)
             outcomes.append(outcome)
             _record(root, ratchet, ledger, attempt, lat, outcome, contract_sha, began)
-            usage_so_far = sum((o.usage for o in outcomes), usage)
             state = _save_state(root, task, completed=len(outcomes), kept=sum(o.kept for o in outcomes),
-                                next_attempt=attempt + 1, usage=usage_so_far,
-                                elapsed_s=elapsed_before + time.perf_counter() - started)
+                                next_attempt=attempt + 1, usage=spend.total(),
+                                elapsed_s=elapsed_before + _clock() - started)
             log(f"[features] latent {lat.latent} ({attempt}/{total}): {'KEPT' if outcome.kept else 'discarded'} "
                 f"({outcome.keep_metric} {outcome.test.get(outcome.keep_metric):.3f}, {outcome.margins[outcome.keep_metric]:+.1f} sigma)")
             if on_latent is not None:
@@ -223,12 +245,35 @@ def _run_locked(task, root, task_text, python, client_factory, measurer, verifie
             measurer.close()
         if own_verifier:
             verifier.close()
-        _save_state(root, task, status="stopped", elapsed_s=elapsed_before + time.perf_counter() - started)
-    summary = summarise(outcomes, usage, time.perf_counter() - started, task.refine)
+        _save_state(root, task, status="stopped", usage=spend.total(),
+                    elapsed_s=elapsed_before + _clock() - started)
+    summary = summarise(outcomes, usage, _clock() - started, task.refine)
     atomic_write_json(root / "state" / "summary.json", json.loads(summary.model_dump_json()))
-    _save_state(root, task, status="finished", stop_reason=f"all {total} latents explained",
-                completed=len(outcomes), kept=summary.n_kept)
+    status, reason = stop or ("finished", f"all {total} latents explained")
+    if stop is not None:
+        log(f"[features] {status}: {reason}")
+    _save_state(root, task, status=status, stop_reason=reason, completed=len(outcomes), kept=summary.n_kept)
     return summary
+
+
+def run_ledger(task: FeatureTask, root: Path) -> UsageLedger:
+    """The one budget every LLM call of the run spends. Its starting total is read back from the call log,
+    which every client of the run (and the verifier child) appends to, so it is exact across resumes."""
+    spend = UsageLedger(Budget(max_tokens=task.max_tokens, max_dollars=task.max_dollars), sink=CallLog(root / "logs"))
+    total = sum((r.usage for r in read_call_log(root / "logs")), Usage())
+    spend.restore({"total": total.model_dump()})
+    return spend
+
+
+def _budget_spent(task: FeatureTask, spend: UsageLedger, elapsed_s: float) -> str | None:
+    """Why the run must not start another latent, or None."""
+    if task.wall_clock_hours is not None and elapsed_s >= task.wall_clock_hours * 3600:
+        return f"wall-clock budget of {task.wall_clock_hours:g} h spent ({elapsed_s / 3600:.2f} h)"
+    try:
+        spend.check_budget()
+    except BudgetExceeded as exc:
+        return str(exc)
+    return None
 
 
 def _apply_verdict(outcome: LatentOutcome, verdict: Verdict) -> LatentOutcome:
@@ -240,7 +285,8 @@ def _apply_verdict(outcome: LatentOutcome, verdict: Verdict) -> LatentOutcome:
     notes += verdict.problems
     error = "; ".join(([outcome.error] if outcome.error else []) + notes) or None
     return outcome.model_copy(update={"test": verdict.test, "baselines": verdict.baselines, "margins": verdict.margins,
-                                      "kept": verdict.kept, "verdict": verdict, "error": error})
+                                      "kept": verdict.kept, "verdict": verdict, "error": error,
+                                      "usage": outcome.usage + verdict.usage})
 
 
 def _record(root: Path, ratchet: Ratchet, ledger: Ledger, attempt: int, lat, outcome: LatentOutcome,

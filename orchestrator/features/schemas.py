@@ -145,6 +145,7 @@ class Verdict(_Strict):
     adversarial_consistent: bool = True
     kept: bool
     problems: list[str] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)  # the verifier's own scoring calls (an LLM scorer's), for the budget
 
 
 class LatentOutcome(_Strict):

@@ -71,8 +71,11 @@ class FeatureTask(_Strict):
     explainer: ProviderSpec = Field(default_factory=ProviderSpec)
     scorer: ProviderSpec = Field(default_factory=ProviderSpec)
     refine: RefineConfig = Field(default_factory=RefineConfig)
+    # budgets of the whole run, across resumes: LLM tokens and dollars of the explainer, the scorer and the
+    # trusted verifier's scoring calls together; wall-clock hours of refinement (checked between latents)
     max_tokens: int | None = Field(default=None, ge=0)
     max_dollars: float | None = Field(default=None, ge=0.0)
+    wall_clock_hours: float | None = Field(default=None, gt=0.0)
     seed: int = 0
 
     @model_validator(mode="after")
@@ -113,27 +116,31 @@ def load_feature_task(path: str | Path) -> FeatureTask:
     return parse_feature_task(data, str(p))
 
 
-def make_explainer(task: FeatureTask, client_factory=None):
+def make_explainer(task: FeatureTask, client_factory=None, ledger=None):
     """The explainer the task asks for (LLM clients through orchestrator.providers.make_client)."""
     from orchestrator.features.explainers import BuiltinExplainer
     from orchestrator.features.llm_explainer import LLMExplainer
 
     if task.explainer.provider == "builtin":
         return BuiltinExplainer(seed=task.seed)
-    return LLMExplainer(_client(task, task.explainer, client_factory))
+    return LLMExplainer(_client(task, task.explainer, client_factory, ledger))
 
 
-def make_scorer(task: FeatureTask, client_factory=None):
+def make_scorer(task: FeatureTask, client_factory=None, ledger=None):
     from orchestrator.features.scorers import LLMScorer, PredicateScorer
 
     if task.scorer.provider == "builtin":
         return PredicateScorer()
-    return LLMScorer(_client(task, task.scorer, client_factory))
+    return LLMScorer(_client(task, task.scorer, client_factory, ledger))
 
 
-def _client(task: FeatureTask, spec: ProviderSpec, factory):
+def _client(task: FeatureTask, spec: ProviderSpec, factory, ledger):
+    """One LLM client; with ``ledger`` (the run's), every client of the run spends one budget."""
+    from orchestrator.providers.base import Budget, UsageLedger
+
+    ledger = ledger or UsageLedger(Budget(max_tokens=task.max_tokens, max_dollars=task.max_dollars))
     if factory is not None:
-        return factory(spec.provider, spec.model)
+        return factory(spec.provider, spec.model, ledger)
     from orchestrator.providers import make_client
 
-    return make_client(spec.provider, spec.model, max_tokens=task.max_tokens, max_dollars=task.max_dollars)
+    return make_client(spec.provider, spec.model, ledger=ledger)

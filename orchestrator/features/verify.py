@@ -35,6 +35,7 @@ from engine.features.scoring import beats_baseline
 from orchestrator.features.measure_client import LineChild, MeasureError, SubprocessMeasurer
 from orchestrator.features.schemas import Explanation, LatentOutcome, Verdict
 from orchestrator.fsutil import sha256_file
+from orchestrator.providers.base import Budget, BudgetExceeded, ProviderStop, UsageLedger
 
 ADVERSARIAL_TOLERANCE = 1e-3  # |recorded - re-measured| allowed per token, plus the same fraction of |recorded|
 
@@ -56,11 +57,16 @@ class VerifyRequest(BaseModel):
     latent: int
     explanation: Explanation
     adversarial: list[RecordedInput] = Field(default_factory=list)
+    # what is left of the run's LLM budget: the verifier's scoring calls spend the same budget
+    max_tokens: int | None = Field(default=None, ge=0)
+    max_dollars: float | None = Field(default=None, ge=0.0)
 
     @classmethod
-    def from_outcome(cls, outcome: LatentOutcome) -> "VerifyRequest":
+    def from_outcome(cls, outcome: LatentOutcome, budget: Budget | None = None) -> "VerifyRequest":
         recorded = [RecordedInput(text=m.input.text, acts=list(m.example.acts)) for r in outcome.rounds for m in r.adversarial]
-        return cls(latent=outcome.latent, explanation=outcome.final, adversarial=recorded)
+        b = budget or Budget()
+        return cls(latent=outcome.latent, explanation=outcome.final, adversarial=recorded,
+                   max_tokens=b.max_tokens, max_dollars=b.max_dollars)
 
 
 class VerifyResponse(BaseModel):
@@ -68,6 +74,7 @@ class VerifyResponse(BaseModel):
 
     verdict: Verdict | None = None
     error: str | None = None
+    budget_spent: str | None = None  # the run's LLM budget ran out during scoring: the run stops, resumable
 
 
 def pinned_paths(root: Path, sae: Path) -> dict[str, Path]:
@@ -140,9 +147,9 @@ def verify_latent(run: PinnedRun, request: VerifyRequest, scorer, measurer=None)
     lat = run.latents.get(request.latent)
     if lat is None:
         raise TrustError(f"latent {request.latent} has no held-out examples in this run's engine/latents.json")
-    test, _ = score(request.explanation, lat.test, scorer, cfg.seed + 1000)
+    test, used = score(request.explanation, lat.test, scorer, cfg.seed + 1000)
     others = [e for _, e in baseline_pool(run.firsts, lat.latent, run.task.seed, cfg.n_baseline)]
-    baselines, _ = baseline(others, lat.test, scorer, cfg.seed + 1000)
+    baselines, used_baseline = baseline(others, lat.test, scorer, cfg.seed + 1000)
     margins = {m: round(b.margin(test.get(m)), 3) for m, b in baselines.items()}
     beats = beats_baseline(test.get(cfg.keep_metric), baselines[cfg.keep_metric], cfg.keep_sigma)
     worst, problems = None, []
@@ -153,7 +160,7 @@ def verify_latent(run: PinnedRun, request: VerifyRequest, scorer, measurer=None)
                    keep_sigma=cfg.keep_sigma, beats_baseline=beats,
                    adversarial_checked=len(request.adversarial) if worst is not None else 0,
                    adversarial_max_diff=worst, adversarial_consistent=consistent, kept=beats and consistent,
-                   problems=problems)
+                   problems=problems, usage=used + used_baseline)
 
 
 class TrustedVerifier(LineChild):
@@ -172,9 +179,20 @@ class TrustedVerifier(LineChild):
     def verify(self, request: VerifyRequest) -> Verdict:
         line = self.request(request.model_dump_json().encode(), f"verifying latent {request.latent}")
         response = VerifyResponse.model_validate_json(line)
+        if response.budget_spent is not None:
+            raise BudgetExceeded(f"while the trusted verifier scored latent {request.latent}: {response.budget_spent}")
         if response.verdict is None:
             raise MeasureError(f"trusted verifier refused latent {request.latent}: {response.error}")
         return response.verdict
+
+
+def _request_scorer(run: PinnedRun, request: VerifyRequest, root: Path):
+    """The task's scorer held to what is left of the run's budget; its calls go to the run's call log."""
+    from orchestrator.features.task import make_scorer
+    from orchestrator.providers.call_log import CallLog
+
+    ledger = UsageLedger(Budget(max_tokens=request.max_tokens, max_dollars=request.max_dollars), sink=CallLog(root / "logs"))
+    return make_scorer(run.task, ledger=ledger)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.run_dir)
     try:
         run = PinnedRun(root)
-        scorer = make_scorer(run.task)
-    except (TrustError, FeatureTaskError, OSError, ValueError) as exc:
+        make_scorer(run.task)  # a missing API key or unknown provider refuses the start, not the first request
+    except (TrustError, FeatureTaskError, ProviderStop, OSError, ValueError) as exc:
         print(json.dumps({"ready": False, "error": str(exc)}), flush=True)
         return 2
     command = json.loads(args.measure_command) if args.measure_command else None
@@ -199,10 +217,13 @@ def main(argv: list[str] | None = None) -> int:
             if not line.strip():
                 continue
             try:
-                verdict = verify_latent(run, VerifyRequest.model_validate_json(line), scorer, measurer)
+                request = VerifyRequest.model_validate_json(line)
+                verdict = verify_latent(run, request, _request_scorer(run, request, root), measurer)
                 response = VerifyResponse(verdict=verdict)
             except ValidationError as exc:
                 response = VerifyResponse(error=f"malformed request: {exc.errors(include_url=False)[:3]}")
+            except BudgetExceeded as exc:
+                response = VerifyResponse(budget_spent=str(exc))
             except (TrustError, MeasureError, RuntimeError, ValueError) as exc:
                 response = VerifyResponse(error=f"{type(exc).__name__}: {exc}")
             print(response.model_dump_json(), flush=True)

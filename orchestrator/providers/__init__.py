@@ -9,17 +9,24 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from orchestrator.agent.llm import LLMAgent
-    from orchestrator.providers.base import CallRecord, LLMClient
+    from orchestrator.providers.base import CallRecord, LLMClient, UsageLedger
     from orchestrator.task import Task
 
 
 def make_client(provider: str, model: str | None = None, *, max_tokens: int | None = None,
                 max_dollars: float | None = None, sink: "Callable[[CallRecord], None] | None" = None,
-                **options: Any) -> "LLMClient":
-    """An LLMClient for ``provider`` with a ledger enforcing the given budget; options go to the client."""
+                ledger: "UsageLedger | None" = None, **options: Any) -> "LLMClient":
+    """An LLMClient for ``provider`` with a ledger enforcing the given budget; options go to the client.
+
+    Clients that must share one budget (a feature run's explainer and scorer) are given one ``ledger``;
+    the budget arguments and ``sink`` are then that ledger's business.
+    """
     from orchestrator.providers.base import Budget, UsageLedger
 
-    ledger = UsageLedger(Budget(max_tokens=max_tokens, max_dollars=max_dollars), sink=sink)
+    if ledger is None:
+        ledger = UsageLedger(Budget(max_tokens=max_tokens, max_dollars=max_dollars), sink=sink)
+    elif max_tokens is not None or max_dollars is not None or sink is not None:
+        raise ValueError("make_client: give either a shared ledger or budget/sink arguments, not both")
     if provider == "anthropic":
         from orchestrator.providers.anthropic_client import DEFAULT_MODEL, AnthropicClient
 

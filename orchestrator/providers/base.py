@@ -215,6 +215,20 @@ class UsageLedger:
             "by_experiment": {str(k): v.model_dump() for k, v in self.by_experiment().items()},
         }
 
+    def add_external(self, usage: Usage, role: str) -> None:
+        """Count calls billed by another process (the trusted verifier child, which logs its own records)."""
+        with self._lock:
+            self._base_total = self._base_total + usage
+            self._base_roles[role] = self._base_roles.get(role, Usage()) + usage
+
+    def remaining(self) -> Budget:
+        """What is left of the budget, for a child process that must stay inside it (None = unlimited)."""
+        total, b = self.total(), self.budget
+        return Budget(
+            max_tokens=None if b.max_tokens is None else max(0, b.max_tokens - total.total_tokens),
+            max_dollars=None if b.max_dollars is None else max(0.0, b.max_dollars - total.dollars),
+        )
+
     def restore(self, snapshot: dict[str, Any]) -> None:
         """Carry totals over from a killed run so the budget holds across resume."""
         with self._lock:

@@ -126,7 +126,7 @@ def test_the_loop_process_cannot_keep_what_the_trusted_child_rejects(tmp_path, m
         return outcome.model_copy(update={"kept": True, "test": outcome.test.model_copy(update={"detection": 1.0})})
 
     monkeypatch.setattr(feature_run, "refine_latent", lying)
-    monkeypatch.setattr(feature_run, "make_explainer", lambda task, factory=None: _Wrong())
+    monkeypatch.setattr(feature_run, "make_explainer", lambda task, factory=None, ledger=None: _Wrong())
     root = tmp_path / "run"
     _engine_done(root)
     task = parse_feature_task({"name": "liar", "n_latents": 2, "refine": {"n_baseline": 3, "max_rounds": 3}})
