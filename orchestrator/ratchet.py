@@ -34,7 +34,7 @@ class Ratchet:
             raise RatchetError(f"{root} is not a git repository (was the run directory created by `run`?)") from exc
 
     @classmethod
-    def init(cls, root: Path, paths: list[str], message: str) -> "Ratchet":
+    def init(cls, root: Path, paths: list[str], message: str, extra_excludes: tuple[str, ...] = ()) -> "Ratchet":
         """Create the repository on branch ``findings`` with ``paths`` (the contract) as its first commit."""
         repo = git.Repo.init(root, initial_branch=BRANCH)
         with repo.config_writer() as cfg:
@@ -42,7 +42,8 @@ class Ratchet:
             cfg.set_value("user", "email", ACTOR.email)
         exclude = Path(repo.git_dir) / "info" / "exclude"
         exclude.parent.mkdir(parents=True, exist_ok=True)
-        exclude.write_text("\n".join(EXCLUDES) + "\n")
+        exclude.write_text("\n".join((*EXCLUDES, *extra_excludes)) + "\n")
+        crash_point("repo-initialised", 0)
         repo.index.add(paths)
         repo.index.commit(message, author=ACTOR, committer=ACTOR)
         return cls(root)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -39,7 +40,8 @@ from orchestrator.fsutil import atomic_write_json, atomic_write_text, sha256_fil
 from orchestrator.ledger import Ledger, LedgerEntry
 from orchestrator.providers.base import Budget, BudgetExceeded, ProviderStop, UsageLedger
 from orchestrator.providers.call_log import CallLog, read_call_log
-from orchestrator.ratchet import Ratchet
+from orchestrator.crashpoints import crash_point
+from orchestrator.ratchet import Ratchet, RatchetError
 from orchestrator.rundir import RunDir, RunLock, utc_now, utc_stamp
 from orchestrator.state import RunState, StateStore
 
@@ -115,7 +117,15 @@ def _init_repo(task: FeatureTask, root: Path, task_text: str) -> Ratchet:
     """The contract commit: the task and the sha256 of every file the trusted verifier relies on
     (held-out examples, SAE, random-explanation pool), pinned before any explanation is refined."""
     if (root / ".git").exists():
-        return Ratchet(root)
+        try:
+            ratchet = Ratchet(root)
+            ratchet.branch_commits()
+            return ratchet
+        except RatchetError:
+            if (root / "results.jsonl").exists():
+                raise
+            # a kill inside the repository's creation left it without its contract commit: make it again
+            shutil.rmtree(root / ".git")
     sae = sae_dir(task, root)
     contract = {
         "task": json.loads(task.model_dump_json()),
@@ -131,10 +141,8 @@ def _init_repo(task: FeatureTask, root: Path, task_text: str) -> Ratchet:
                       f"{task.refine.keep_metric} >= baseline + {task.refine.keep_sigma:g} sigma, decided by the "
                       "trusted verifier (orchestrator/features/verify.py).\n")
     atomic_write_json(root / "contract" / "feature_task.json", contract)
-    ratchet = Ratchet.init(root, ["contract", "task.yaml", "program.md"], f"contract: {task.name}\n\nFeature task setup.\n")
-    exclude = Path(ratchet.repo.git_dir) / "info" / "exclude"
-    exclude.write_text(exclude.read_text() + "/engine/\n/state/\n/.lock\n")
-    return ratchet
+    return Ratchet.init(root, ["contract", "task.yaml", "program.md"], f"contract: {task.name}\n\nFeature task setup.\n",
+                        extra_excludes=("/engine/",))
 
 
 def _firsts(root: Path, latent_set: LatentSet, explainer) -> tuple[dict[int, Explanation], Usage]:
@@ -191,6 +199,11 @@ def _run_locked(task, root, task_text, python, client_factory, measurer, verifie
         raise FeatureRunError(f"the first explanations (the random-explanation pool) could not be written: {exc}; "
                               "nothing was committed yet: raise the budget or fix the provider, then run again") from None
     ratchet = _init_repo(task, root, task_text or json.dumps(task.model_dump(mode="json"), indent=2))
+    try:
+        ratchet.clear_stale_locks()  # a kill inside a findings commit leaves git's index.lock behind
+        ratchet.check()
+    except RatchetError as exc:
+        raise FeatureRunError(str(exc)) from None
     state = _save_state(root, task, status="running", stop_reason=None,
                         sessions=(StateStore(root).load().sessions if StateStore(root).exists() else 0) + 1)
     elapsed_before = state.elapsed_s
@@ -209,8 +222,12 @@ def _run_locked(task, root, task_text, python, client_factory, measurer, verifie
     try:
         for attempt, lat in enumerate(latent_set.latents, start=1):
             result_path = root / "results" / f"{attempt:04d}.json"
-            if ledger.get(attempt) is not None and result_path.is_file():
-                outcomes.append(LatentOutcome.model_validate(json.loads(result_path.read_text())["result"]["measurements"]["outcome"]))
+            entry = ledger.get(attempt)
+            if entry is not None and result_path.is_file():
+                outcome = LatentOutcome.model_validate(json.loads(result_path.read_text())["result"]["measurements"]["outcome"])
+                if entry.decision == "keep":  # a kill between the ledger line and the findings commit
+                    _commit_kept(root, ratchet, attempt, outcome)
+                outcomes.append(outcome)
                 continue
             if lat.latent not in firsts:
                 continue
@@ -298,11 +315,9 @@ def _record(root: Path, ratchet: Ratchet, ledger: Ledger, attempt: int, lat, out
                                           "outcome": json.loads(outcome.model_dump_json())}}}
     result_path = root / "results" / f"{attempt:04d}.json"
     atomic_write_json(result_path, result)
-    paths = [str(result_path.relative_to(root)), "results.jsonl"]
+    crash_point("feature-result-written", attempt)
     if outcome.kept:
-        note = root / "findings" / f"{attempt:04d}-{slug}.md"
-        atomic_write_text(note, finding_markdown(outcome))
-        paths.append(str(note.relative_to(root)))
+        atomic_write_text(_note_path(root, attempt, outcome), finding_markdown(outcome))
     m = outcome.keep_metric
     ledger.append(LedgerEntry(
         attempt=attempt, slug=slug, phase="committing", method="explain-latent", hypothesis=outcome.final.text,
@@ -317,8 +332,19 @@ def _record(root: Path, ratchet: Ratchet, ledger: Ledger, attempt: int, lat, out
                "trusted verifier)" + (f"; {outcome.error}" if outcome.error else ""),
         tokens=outcome.usage.total_tokens, dollars=outcome.usage.dollars, calls=outcome.usage.calls,
         durations_s={"refine": round(outcome.seconds, 3)}, started_at=began, ended_at=utc_now()))
+    crash_point("feature-ledger-written", attempt)
     if outcome.kept:
-        ratchet.commit_finding(attempt, paths, f"finding {attempt:04d}: latent {outcome.latent}", outcome.final.text)
+        _commit_kept(root, ratchet, attempt, outcome)
+
+
+def _note_path(root: Path, attempt: int, outcome: LatentOutcome) -> Path:
+    return root / "findings" / f"{attempt:04d}-latent-{outcome.latent}.md"
+
+
+def _commit_kept(root: Path, ratchet: Ratchet, attempt: int, outcome: LatentOutcome) -> None:
+    """The findings commit of a kept latent (idempotent: a finding already on the branch is left as it is)."""
+    paths = [f"results/{attempt:04d}.json", "results.jsonl", str(_note_path(root, attempt, outcome).relative_to(root))]
+    ratchet.commit_finding(attempt, paths, f"finding {attempt:04d}: latent {outcome.latent}", outcome.final.text)
 
 
 def default_run_dir(task: FeatureTask, runs_root: Path = Path("runs")) -> Path:

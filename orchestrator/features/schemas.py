@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from engine.features.schemas import Example
 from engine.features.scoring import BaselineStats
@@ -26,11 +26,15 @@ class _Strict(BaseModel):
 
 
 def _in_range(values: dict[str, float], high: float, meaning: str) -> dict[str, float]:
-    """``values`` if every one lies in 0..high; else a ValueError naming up to three offenders."""
+    """``values`` in key order if every one lies in 0..high; else a ValueError naming up to three offenders.
+
+    Key order, because explainers build these maps from sets, whose order changes with each process's
+    hash seed: the same explanation must serialise to the same bytes in every run (finding notes,
+    results and the findings branch are compared across a resume)."""
     bad = {k: v for k, v in values.items() if not 0.0 <= v <= high}
     if bad:
         raise ValueError(f"{meaning}; out of range: {dict(list(bad.items())[:3])}")
-    return values
+    return dict(sorted(values.items()))
 
 
 class Predicate(_Strict):
@@ -77,6 +81,10 @@ class Predicate(_Strict):
     @classmethod
     def _precision_in_range(cls, values: dict[str, float]) -> dict[str, float]:
         return _in_range(values, 1.0, "precision values are probabilities in 0..1")
+
+    @field_serializer("weights", "precision")
+    def _in_key_order(self, values: dict[str, float]) -> dict[str, float]:
+        return dict(sorted(values.items()))  # also for copies made with model_copy(update=...), which skip validation
 
     def is_empty(self) -> bool:
         return not (self.tokens or self.words or self.regex)

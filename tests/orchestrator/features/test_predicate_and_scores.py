@@ -84,3 +84,15 @@ def test_example_split_negatives():
     ex = Example(tokens=["a"], acts=[0.0], kind="random")
     split = ExampleSplit(random=[ex], hard_negative=[ex.model_copy(update={"kind": "hard_negative"})])
     assert [e.kind for e in split.negatives()] == ["random", "hard_negative"]
+
+
+def test_a_predicate_serialises_to_the_same_bytes_whatever_order_its_maps_were_built_in():
+    """Explainers build weights/precision from sets (order varies with the hash seed); notes must not."""
+    from orchestrator.features.schemas import Predicate
+
+    a = Predicate(words=["cat", "dog"], weights={"dog": 9.0, "cat": 8.0}, precision={"dog": 0.5, "cat": 0.4})
+    b = Predicate(words=["cat", "dog"]).model_copy(update={"weights": {"cat": 8.0, "dog": 9.0},
+                                                           "precision": {"cat": 0.4, "dog": 0.5}})
+    c = Predicate(words=["cat", "dog"]).model_copy(update={"weights": {"dog": 9.0, "cat": 8.0},
+                                                           "precision": {"dog": 0.5, "cat": 0.4}})
+    assert a.model_dump_json() == b.model_dump_json() == c.model_dump_json()
