@@ -9,7 +9,8 @@ Eiffel Tower -> Colosseum, 30 layers x 9 positions (270 patches), denoising, log
 plus peak memory, Pearson r between attribution and activation patching, agreement between the
 implementations, DLA and logit lens times. Medians over interleaved repetitions; wall and CPU seconds.
 
-Run:  LD_PRELOAD=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 .venv/bin/python -m tests.bench.bench_engine_methods
+Run:  .venv/bin/python -m tests.bench.bench_engine_methods   (re-executes itself with engine.blas.blas_env()
+      when no OpenBLAS is preloaded: LD_PRELOAD only takes effect at process start)
 The machine may be shared: the load average is printed, compare ratios measured in the same run.
 """
 
@@ -49,7 +50,20 @@ def per_patch_loop(m, clean, corrupted, correct, wrong) -> np.ndarray:
     return out
 
 
+def _with_openblas() -> None:
+    """Re-execute this script with OpenBLAS preloaded (engine.blas) unless it already is."""
+    import sys
+
+    from engine.blas import blas_active, blas_env
+
+    extra = blas_env(warn=True)
+    if not blas_active() and extra:
+        os.execve(sys.executable, [sys.executable, "-m", "tests.bench.bench_engine_methods", *sys.argv[1:]],
+                  {**os.environ, **extra})
+
+
 def main() -> None:
+    _with_openblas()
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3, help="repetitions of each fast method (median reported)")
     ap.add_argument("--loop-repeats", type=int, default=1, help="repetitions of the slow per-patch loop")
