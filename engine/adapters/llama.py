@@ -15,6 +15,7 @@ import mlx.nn as nn
 import numpy as np
 
 from engine.adapters.packed import PackedWeights, linear
+from engine.adapters.rope_tables import RopeTables
 from engine.hookset import EMPTY, HookSet
 
 
@@ -28,6 +29,7 @@ class LlamaAdapter:
         self._n_rep = cfg.n_heads // cfg.n_kv_heads
         self.packed = PackedWeights(list(self.layers))
         self._unembed_cache: tuple[mx.array, mx.array] | None = None  # (source weight, its [d, v] copy)
+        self.rope = RopeTables()  # RoPE from cached cos/sin tables (engine.adapters.rope_tables)
 
     # ---- projections (packed weights where available, else mlx-lm's modules) ---------------
     def qkv(self, layer: int, x: mx.array) -> tuple[mx.array, mx.array, mx.array]:
@@ -83,8 +85,8 @@ class LlamaAdapter:
         q = hs(pre + "attn.hook_q", q)  # [b, p, h, e]
         k = hs(pre + "attn.hook_k", k)  # [b, p, g, e]
         v = hs(pre + "attn.hook_v", v)  # [b, p, g, e]
-        q = attn.rope(q.transpose(0, 2, 1, 3), offset=offset)  # [b, h, p, e]
-        k = attn.rope(k.transpose(0, 2, 1, 3), offset=offset)  # [b, g, p, e]
+        q = self.rope(attn.rope, q, offset, heads_last=True).transpose(0, 2, 1, 3)  # [b, h, p, e]
+        k = self.rope(attn.rope, k, offset, heads_last=True).transpose(0, 2, 1, 3)  # [b, g, p, e]
         if hs.wants(pre + "attn.hook_rot_q"):
             q = hs(pre + "attn.hook_rot_q", q.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)
         if hs.wants(pre + "attn.hook_rot_k"):
@@ -220,14 +222,14 @@ class LlamaAdapter:
         out, at, aq = [], 0, 0
         for rows, pos, offset, prefix_kv in segments:
             pq = 1 if last_only else pos
-            k = keys[at : at + rows * pos].reshape(rows, pos, *keys.shape[1:]).transpose(0, 2, 1, 3)  # [r, g, p, e]
+            k = keys[at : at + rows * pos].reshape(rows, pos, *keys.shape[1:])  # [r, p, g, e]
+            k = self.rope(attn.rope, k, offset, heads_last=True).transpose(0, 2, 1, 3)  # [r, g, p, e]
             v = values[at : at + rows * pos].reshape(rows, pos, *values.shape[1:]).transpose(0, 2, 1, 3)
-            k = attn.rope(k, offset=offset)
             if prefix_kv is not None:
                 k = mx.concatenate([prefix_kv[0], k], axis=2)  # [r, g, offset + p, e]
                 v = mx.concatenate([prefix_kv[1], v], axis=2)
-            q = queries[aq : aq + rows * pq].reshape(rows, pq, *queries.shape[1:]).transpose(0, 2, 1, 3)  # [r, h, pq, e]
-            q = attn.rope(q, offset=offset + pos - pq)
+            q = queries[aq : aq + rows * pq].reshape(rows, pq, *queries.shape[1:])  # [r, pq, h, e]
+            q = self.rope(attn.rope, q, offset + pos - pq, heads_last=True).transpose(0, 2, 1, 3)  # [r, h, pq, e]
             z = mx.fast.scaled_dot_product_attention(q, k, v, scale=attn.scale, mask="causal" if pq > 1 else None)
             out.append(z.transpose(0, 2, 1, 3).reshape(rows * pq, -1))  # [r*pq, h*e]
             at, aq = at + rows * pos, aq + rows * pq
