@@ -72,10 +72,17 @@ def build_engine_guide(task: Task) -> str:
 
 
 def build_backend(task: Task, run_root: Path) -> Any:
+    """The sandbox backend, after the isolation probe: a machine that cannot isolate experiment code is
+    refused here, before the run directory exists, not at the first experiment of an overnight run."""
     try:
         from orchestrator.sandbox_backend import SandboxBackend
+        from sandbox.isolation import IsolationUnavailable, isolation_report, require_isolation
     except ImportError as exc:
         raise WiringError(f"the sandbox experiment backend is not available: {exc}") from None
+    try:
+        require_isolation(isolation_report())
+    except IsolationUnavailable as exc:
+        raise WiringError(str(exc)) from None
     return SandboxBackend()
 
 

@@ -108,6 +108,16 @@ class IsolationReport(BaseModel):
         return text
 
 
+def child_python() -> str:
+    """The interpreter a sandboxed child runs, by a path that exists inside the sandbox.
+
+    Only the directories are resolved: a venv reached through a symlinked directory (a clone whose .venv
+    links to another's) is bound at its real path, which is the only one the child sees; the file name
+    stays the venv's own bin/python link, so Python still finds the venv's pyvenv.cfg beside it."""
+    exe = Path(sys.executable)
+    return str(exe.parent.resolve() / exe.name)
+
+
 def hf_hub_cache() -> Path:
     """The Hugging Face hub cache (model snapshots only: HF_HOME also holds the user's access token)."""
     hub = Path(os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface")))
@@ -310,7 +320,7 @@ def _probe(mode: Mode, uid_drop: bool) -> dict | None:
         os.chown(scratch, CHILD_UID, CHILD_UID)
     report = IsolationReport(platform=platform.system(), mode=mode, network_isolated=False, uid_drop=uid_drop,
                              child_uid=CHILD_UID if uid_drop else None)
-    inner = [sys.executable, "-I", "-c", PROBE.replace("ROOT_PLACEHOLDER", repr(str(PROJECT_ROOT))), str(secret / "marker")]
+    inner = [child_python(), "-I", "-c", PROBE.replace("ROOT_PLACEHOLDER", repr(str(PROJECT_ROOT))), str(secret / "marker")]
     try:
         argv = build_command(inner, scratch, child_env(scratch), report, hidden=[secret])
         proc = subprocess.run(argv, capture_output=True, timeout=15, cwd=scratch, env=child_env(scratch),

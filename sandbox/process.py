@@ -27,6 +27,7 @@ from sandbox.isolation import (
     IsolationReport,
     build_command,
     child_env,
+    child_python,
     isolation_report,
     readable_paths,
 )
@@ -238,7 +239,7 @@ def _launch(entry: str, request_path: Path, scratch: Path, limits: ResourceLimit
     read_fd, write_fd = os.pipe()
     boot = (f"import sys;sys.path.insert(0,{str(PROJECT_ROOT)!r});from {entry} import main, exit_now;"
             "exit_now(main(sys.argv[1:]))")
-    inner = [sys.executable, "-I", "-c", boot, str(request_path), str(write_fd)]
+    inner = [child_python(), "-I", "-c", boot, str(request_path), str(write_fd)]
     env = child_env(scratch)
     if report.mode != "bwrap":
         # Without bubblewrap's private /tmp, temporary files (MLX's compiled-kernel cache among them) would

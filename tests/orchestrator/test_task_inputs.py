@@ -320,3 +320,19 @@ def test_a_stop_signal_inside_a_finaliser_is_delivered_again_not_lost() -> None:
             cli._sigterm(signal.SIGUSR1, sys._getframe())
     finally:
         signal.signal(signal.SIGUSR1, old)
+
+
+def test_a_machine_that_cannot_isolate_experiments_is_refused_before_anything_is_created(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: IsolationUnavailable surfaced as a traceback from the first experiment, the run dir made."""
+    from sandbox import isolation
+
+    monkeypatch.delenv("ORCH_COMPONENTS", raising=False)
+    monkeypatch.delenv(isolation.ALLOW_DEGRADED_ENV, raising=False)
+    weak = isolation.IsolationReport(platform="Linux", mode="rlimits-only", network_isolated=False,
+                                     degraded=["bubblewrap not installed (apt-get install bubblewrap)"])
+    monkeypatch.setattr(isolation, "isolation_report", lambda *a, **k: weak)
+    code, err = invoke("run", str(write_task(tmp_path)), "--run-dir", str(tmp_path / "runs" / "run"), "--quiet")
+    _assert_one_clear_message(code, err, "refusing to run experiments")
+    assert code == 3 and "apt-get install bubblewrap" in err
+    assert not (tmp_path / "runs").exists(), "something was created"

@@ -138,3 +138,21 @@ def test_macos_profile_denies_unix_sockets_and_the_run_directory(tmp_path: Path)
     last_rule_on_run = [line for line in profile.splitlines() if str(run.resolve()) in line][-1]
     assert last_rule_on_run.startswith("(deny file-read-data")  # later rules win in sandbox-exec profiles
     assert '(subpath "/private/var/folders")' in profile  # other children's scratch (verifier requests)
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None or not hasattr(__import__("os"), "geteuid")
+                    or __import__("os").geteuid() != 0, reason="needs bubblewrap and root (uid drop)")
+def test_a_venv_reached_through_a_symlinked_directory_still_gets_bubblewrap(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clone whose .venv is a symlink to another clone's venv: the child is started by a path that
+    exists inside the sandbox (before: the probe failed and the run fell back to weaker isolation)."""
+    import sys
+
+    from sandbox import isolation
+
+    venv = Path(sys.executable).parent.parent
+    (tmp_path / "clone").mkdir()
+    (tmp_path / "clone" / ".venv").symlink_to(venv)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "clone" / ".venv" / "bin" / Path(sys.executable).name))
+    assert isolation.child_python() == str(venv.resolve() / "bin" / Path(sys.executable).name)
+    assert isolation._probe("bwrap", uid_drop=True) is not None
