@@ -15,7 +15,7 @@ from engine.errors import TokenizationError
 from engine.hook_names import all_hook_names, validate_hook
 from engine.hookset import EMPTY, HookFn, HookSet
 from engine.interventions import Intervention
-from engine.tokenizer import Tokenizer
+from engine.tokenizer import Tokenizer, encode_with_bos
 
 NamesFilter = str | Iterable[str] | Callable[[str], bool] | None
 
@@ -24,6 +24,8 @@ class HookedModel:
     """An mlx-lm model with TransformerLens hook points.
 
     ``forward`` with no hooks equals the plain mlx-lm forward; hooks cost nothing where unused.
+    Tokens: ``to_tokens(text)`` gives Hugging Face's ids (no BOS for the embedded model, as transformers
+    and nnsight run it); ``to_tokens(text, prepend_bos=True)`` gives TransformerLens' default (BOS first).
     """
 
     def __init__(self, model: nn.Module, tokenizer: Tokenizer, config: dict, name: str) -> None:
@@ -34,10 +36,18 @@ class HookedModel:
         self._hook_names = all_hook_names(self.cfg.n_layers)
 
     # ---- tokens -------------------------------------------------------------------------
-    def to_tokens(self, text: str | Sequence[str]) -> mx.array:
-        """[1, pos] for a string, [batch, pos] for a list of texts of equal token length."""
+    # Convention: by default the ids are exactly what Hugging Face's ``tokenizer(text)`` gives (as
+    # transformers and nnsight run a prompt); for the embedded SmolLM2 that means no BOS.
+    # TransformerLens prepends BOS by default: pass ``prepend_bos=True`` to tokenise as TL's
+    # ``to_tokens(text)`` does (the tokenizer's BOS id in front, once). Results differ with and without it.
+    def to_tokens(self, text: str | Sequence[str], *, prepend_bos: bool = False) -> mx.array:
+        """[1, pos] for a string, [batch, pos] for a list of texts of equal token length.
+
+        ``prepend_bos``: put the tokenizer's BOS id first (TransformerLens' default; not added twice when
+        the tokenizer adds it itself); a TokenizationError when the tokenizer declares no BOS.
+        """
         texts = [text] if isinstance(text, str) else list(text)
-        rows = [self.tokenizer.encode(t) for t in texts]
+        rows = [self._encode(t, prepend_bos) for t in texts]
         lengths = {len(r) for r in rows}
         if len(lengths) != 1:
             detail = ", ".join(f"{t!r}: {len(r)}" for t, r in zip(texts, rows))
@@ -49,8 +59,12 @@ class HookedModel:
             raise TokenizationError("an empty prompt has no tokens to run")
         return mx.array(rows, dtype=mx.int32)
 
-    def to_str_tokens(self, text: str) -> list[str]:
-        return [self.tokenizer.id_to_str(i) for i in self.tokenizer.encode(text)]
+    def to_str_tokens(self, text: str, *, prepend_bos: bool = False) -> list[str]:
+        """The tokens of ``text`` as strings, with the same ``prepend_bos`` convention as ``to_tokens``."""
+        return [self.tokenizer.id_to_str(i) for i in self._encode(text, prepend_bos)]
+
+    def _encode(self, text: str, prepend_bos: bool) -> list[int]:
+        return encode_with_bos(self.tokenizer, text) if prepend_bos else self.tokenizer.encode(text)
 
     def token_id(self, text: str) -> int:
         """The single token id of ``text`` (e.g. ' Paris'); raises if it is not exactly one token."""
