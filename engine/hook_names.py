@@ -53,7 +53,8 @@ BLOCK_HOOKS: tuple[str, ...] = (
     "hook_mlp_out",
     "hook_resid_post",
 )
-TOP_HOOKS: tuple[str, ...] = ("hook_embed", "ln_final.hook_scale", "ln_final.hook_normalized")
+TOP_HOOKS: tuple[str, ...] = ("hook_embed", "ln_final.hook_scale", "ln_final.hook_normalized",
+                              "unembed.hook_in", "unembed.hook_out")
 
 # Which axis holds heads, and which holds (query) positions, for each kind of hook.
 HEAD_AXIS = {"attn.hook_q": 2, "attn.hook_k": 2, "attn.hook_v": 2, "attn.hook_rot_q": 2, "attn.hook_rot_k": 2,
@@ -66,7 +67,7 @@ def all_hook_names(n_layers: int) -> list[str]:
     names = ["hook_embed"]
     for layer in range(n_layers):
         names.extend(f"blocks.{layer}.{h}" for h in BLOCK_HOOKS)
-    names.extend(["ln_final.hook_scale", "ln_final.hook_normalized"])
+    names.extend(["ln_final.hook_scale", "ln_final.hook_normalized", "unembed.hook_in", "unembed.hook_out"])
     return names
 
 

@@ -282,7 +282,8 @@ class LlamaAdapter:
             return x
         if logit_positions is not None:
             x = x[:, mx.array(logit_positions)]
-        return self.unembed(self.final_norm(x, hs))
+        normed = hs("unembed.hook_in", self.final_norm(x, hs))  # [b, p, d]: ln_final's output, weight applied
+        return hs("unembed.hook_out", self.unembed(normed))  # [b, p, d_vocab]: the logits
 
 
 def _dense_weight(linear: nn.Module) -> mx.array:

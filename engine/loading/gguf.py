@@ -3,7 +3,11 @@
 Why a conversion: on the CPU, MLX's quantised matmul is slow and dequantising at every load
 costs seconds, so the file is dequantised once (scales and biases cast to float32 first, which
 matches Hugging Face's dequantisation bit for bit) and cached as an ordinary mlx-lm directory.
-GGUF stores Llama Q/K rows in the interleaved RoPE layout, hence ``rope_traditional=True``.
+GGUF stores Llama Q/K rows permuted for llama.cpp's interleaved RoPE; the conversion puts them back
+in Hugging Face's rotate-half order (``rope_traditional=False``), as transformers' GGUF reader does, so
+``hook_q``/``hook_k``/``hook_rot_q``/``hook_rot_k`` hold the same numbers per head dimension as
+TransformerLens and transformers (the attention scores are the same either way; single dimensions
+of q and k are not).
 """
 
 from __future__ import annotations
@@ -92,9 +96,18 @@ def _config(meta: dict) -> dict:
         "vocab_size": int(_scalar(meta, "llama.vocab_size", len(meta["tokenizer.ggml.tokens"]))),
         "rope_theta": float(_scalar(meta, "llama.rope.freq_base", 10000.0)),
         "max_position_embeddings": int(_scalar(meta, "llama.context_length", 2048)),
-        "rope_traditional": True,
+        "rope_traditional": False,  # Q/K rows un-permuted to rotate-half order by _rotate_half_rows
         "tie_word_embeddings": True,
     }
+
+
+def _rotate_half_rows(weight: mx.array, n_heads: int) -> mx.array:
+    """Undo llama.cpp's Q/K row permutation: within each head, rows (2i, 2i+1) of the interleaved
+    layout become rows i and i + d_head/2 of the rotate-half layout."""
+    out_dim = weight.shape[0]
+    half = out_dim // n_heads // 2
+    w = weight.reshape(n_heads, half, 2, *weight.shape[1:])
+    return w.swapaxes(1, 2).reshape(weight.shape)
 
 
 def _tokenizer(meta: dict) -> Tokenizer:
@@ -127,6 +140,10 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     weights, meta = mx.load(str(gguf_path), return_metadata=True)
     config = _config(meta)
     tensors = _dequantise(weights)
+    for name in list(tensors):
+        if name.endswith(("self_attn.q_proj.weight", "self_attn.k_proj.weight")):
+            heads = config["num_attention_heads"] if ".q_proj." in name else config["num_key_value_heads"]
+            tensors[name] = _rotate_half_rows(tensors[name], heads)
     if "lm_head.weight" in tensors:
         config["tie_word_embeddings"] = False
     chat_template = meta.get("tokenizer.chat_template")

@@ -68,9 +68,14 @@ def embedded_gguf_path() -> Path:
     raise ModelNotFoundError(f"package {EMBEDDED_DIST} is installed but holds no {EMBEDDED_FILE}")
 
 
+# Bumped whenever engine/loading/gguf.py converts differently, so an old cached conversion is not reused
+# (2: Q/K rows in rotate-half order, as transformers and TransformerLens have them).
+CONVERSION_VERSION = "c2"
+
+
 def _converted_dir(gguf: Path) -> Path:
     stat = gguf.stat()
-    key = f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    key = f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}-{CONVERSION_VERSION}"
     return cache_root() / "models" / key
 
 

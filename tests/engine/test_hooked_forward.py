@@ -111,3 +111,13 @@ def test_logit_positions_match_full_logits(tiny):
     full = tiny.forward(tokens)
     last = tiny.forward(tokens, logit_positions=[-1])
     assert _maxdiff(full[:, -1:], last) < 1e-5
+
+
+def test_unembed_hooks_follow_transformerlens(tiny):
+    """unembed.hook_in is ln_final's output (weight applied), unembed.hook_out the logits, as in TL."""
+    tokens = random_tokens(tiny, 2, 5)
+    logits, cache = tiny.run_with_cache(tokens, names=["unembed.hook_in", "unembed.hook_out", "ln_final.hook_normalized"])
+    assert tuple(cache["unembed.hook_in"].shape) == (2, 5, tiny.cfg.d_model)
+    assert _maxdiff(cache["unembed.hook_out"], logits) == 0.0
+    w = tiny.adapter.final_norm_weight()
+    assert _maxdiff(cache["unembed.hook_in"], cache["ln_final.hook_normalized"] * w) < 1e-5
