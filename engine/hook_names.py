@@ -22,6 +22,12 @@ e = d_head, v = d_vocab):
   blocks.L.hook_mlp_out              [b, p, d]
   blocks.L.hook_resid_post           [b, p, d]
   ln_final.hook_scale / hook_normalized
+Opt-in (TransformerLens has them only behind use_attn_result / use_hook_mlp_in; here they are computed
+only when requested by name, and are not in hook_names() nor in run_with_cache(names=None)):
+  blocks.L.attn.hook_result          [b, p, h, d]  each head's write z[..., h, :] @ W_O[h]; attn_out is
+                                                   their sum (+ o_proj's bias), so a patch here moves attn_out
+  blocks.L.hook_mlp_in               [b, p, d]   the MLP's input before ln2 (= resid_mid); a patch changes
+                                                 only what the MLP reads, not the residual stream
 """
 
 from __future__ import annotations
@@ -53,12 +59,13 @@ BLOCK_HOOKS: tuple[str, ...] = (
     "hook_mlp_out",
     "hook_resid_post",
 )
+OPT_IN_BLOCK_HOOKS: tuple[str, ...] = ("attn.hook_result", "hook_mlp_in")
 TOP_HOOKS: tuple[str, ...] = ("hook_embed", "ln_final.hook_scale", "ln_final.hook_normalized",
                               "unembed.hook_in", "unembed.hook_out")
 
 # Which axis holds heads, and which holds (query) positions, for each kind of hook.
 HEAD_AXIS = {"attn.hook_q": 2, "attn.hook_k": 2, "attn.hook_v": 2, "attn.hook_rot_q": 2, "attn.hook_rot_k": 2,
-             "attn.hook_z": 2, "attn.hook_attn_scores": 1, "attn.hook_pattern": 1}
+             "attn.hook_z": 2, "attn.hook_result": 2, "attn.hook_attn_scores": 1, "attn.hook_pattern": 1}
 POS_AXIS_PATTERN = 2
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
@@ -69,6 +76,11 @@ def all_hook_names(n_layers: int) -> list[str]:
         names.extend(f"blocks.{layer}.{h}" for h in BLOCK_HOOKS)
     names.extend(["ln_final.hook_scale", "ln_final.hook_normalized", "unembed.hook_in", "unembed.hook_out"])
     return names
+
+
+def opt_in_hook_names(n_layers: int) -> list[str]:
+    """The hooks computed only when asked for (see the module docstring)."""
+    return [f"blocks.{layer}.{h}" for layer in range(n_layers) for h in OPT_IN_BLOCK_HOOKS]
 
 
 def split_hook(name: str) -> tuple[int | None, str]:
@@ -83,13 +95,13 @@ def validate_hook(name: str, n_layers: int) -> tuple[int | None, str]:
     """Check a hook name exists for a model with ``n_layers``; raise UnknownHookError with suggestions."""
     layer, local = split_hook(name)
     ok = (layer is None and local in TOP_HOOKS) or (
-        layer is not None and 0 <= layer < n_layers and local in BLOCK_HOOKS
+        layer is not None and 0 <= layer < n_layers and (local in BLOCK_HOOKS or local in OPT_IN_BLOCK_HOOKS)
     )
     if ok:
         return layer, local
-    if layer is not None and local in BLOCK_HOOKS:
+    if layer is not None and (local in BLOCK_HOOKS or local in OPT_IN_BLOCK_HOOKS):
         raise UnknownHookError(f"hook {name!r}: layer {layer} does not exist; this model has layers 0..{n_layers - 1}")
-    close = difflib.get_close_matches(name, all_hook_names(n_layers), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(name, all_hook_names(n_layers) + opt_in_hook_names(n_layers), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownHookError(
         f"unknown hook {name!r}.{hint} Hooks are named as in TransformerLens, e.g. 'hook_embed', "

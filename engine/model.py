@@ -12,7 +12,7 @@ from engine.adapters import adapter_for
 from engine.applying import compile_interventions
 from engine.config import ModelConfig
 from engine.errors import TokenizationError
-from engine.hook_names import all_hook_names, validate_hook
+from engine.hook_names import all_hook_names, opt_in_hook_names, validate_hook
 from engine.hookset import EMPTY, HookFn, HookSet
 from engine.interventions import Intervention
 from engine.tokenizer import Tokenizer, encode_with_bos
@@ -84,8 +84,8 @@ class HookedModel:
     def _select(self, names: NamesFilter) -> list[str]:
         if names is None:
             return list(self._hook_names)
-        if callable(names):
-            return [n for n in self._hook_names if names(n)]
+        if callable(names):  # a filter sees the opt-in hooks too (attn.hook_result, hook_mlp_in)
+            return [n for n in [*self._hook_names, *opt_in_hook_names(self.cfg.n_layers)] if names(n)]
         selected = [names] if isinstance(names, str) else list(names)
         for name in selected:
             validate_hook(name, self.cfg.n_layers)
@@ -125,7 +125,9 @@ class HookedModel:
         reference: Mapping[str, mx.array] | None = None,
         logit_positions: list[int] | None = None,
     ) -> tuple[mx.array, ActivationCache]:
-        """Logits and the requested activations only (all hooks when ``names`` is None)."""
+        """Logits and the requested activations only: every hook of ``hook_names()`` when ``names`` is None
+        (TransformerLens' default set); the opt-in attn.hook_result / hook_mlp_in only when named or
+        selected by a callable filter (see engine.hook_names)."""
         store: dict[str, mx.array] = {}
 
         def save(act: mx.array, name: str) -> None:

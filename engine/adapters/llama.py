@@ -100,7 +100,19 @@ class LlamaAdapter:
         else:
             z = mx.fast.scaled_dot_product_attention(q, k, v, scale=attn.scale, mask="causal" if p > 1 else None)
         z = hs(pre + "attn.hook_z", z.transpose(0, 2, 1, 3))  # [b, p, h, e]
+        if hs.wants(pre + "attn.hook_result"):
+            return self._head_results(layer, z, pre, hs)
         return self.attn_proj(layer, z.reshape(b, p, -1))  # [b, p, d]
+
+    def _head_results(self, layer: int, z: mx.array, pre: str, hs: HookSet) -> mx.array:
+        """attn_out as TransformerLens' use_attn_result computes it: every head's write [b, p, h, d]
+        (hook_result), summed over heads, plus o_proj's bias. Only when hook_result is requested."""
+        rec = self.packed(layer)
+        w_o = self.head_output_weights(layer) if rec is None else rec.o.reshape(self.cfg.n_heads, self.cfg.d_head, -1)
+        result = hs(pre + "attn.hook_result", mx.einsum("bphe,hed->bphd", z, w_o))  # [b, p, h, d]
+        out = result.sum(axis=2)  # [b, p, d]
+        bias = self.attn_output_bias(layer)
+        return out if bias is None else out + bias
 
     def _explicit_attention(self, q, k, v, scale: float, pre: str, hs: HookSet) -> mx.array:
         if self._n_rep > 1:
@@ -135,7 +147,8 @@ class LlamaAdapter:
         normed = self._rms(resid, blk.input_layernorm, pre + "ln1", hs)
         attn_out = self._attention(layer, normed, blk.self_attn, pre, hs, offset, prefix_kv)
         resid = hs(pre + "hook_resid_mid", resid + hs(pre + "hook_attn_out", attn_out))
-        mlp_out = self._mlp(layer, self._rms(resid, blk.post_attention_layernorm, pre + "ln2", hs), pre, hs)
+        mlp_in = hs(pre + "hook_mlp_in", resid)  # [b, p, d]: what the MLP reads; the residual keeps resid
+        mlp_out = self._mlp(layer, self._rms(mlp_in, blk.post_attention_layernorm, pre + "ln2", hs), pre, hs)
         return hs(pre + "hook_resid_post", resid + hs(pre + "hook_mlp_out", mlp_out))
 
     def final_norm(self, resid: mx.array, hs: HookSet) -> mx.array:
