@@ -10,6 +10,8 @@ batch with BOS prepended: the engine's ``to_tokens(prepend_bos=True)``, checked 
 an .npz; this runner compares shapes and values hook by hook, and the logits.
 TL is run twice in its child: with its default flags (the hooks of its default cache), then with
 use_attn_result and use_hook_mlp_in on, for the opt-in attn.hook_result and hook_mlp_in only.
+A third pass reads transformers' own modules (forward hooks on the tensors nnsight's .input/.output give,
+HF_MODULES) and compares them with the engine hook holding the same tensor.
 Masked attention scores (above the diagonal) are compared as a convention (both -inf or not), the
 rest as numbers: max |diff| relative to the largest |value| of the hook, and the same at every
 (batch, position) alone; PASS when both are <= 1e-4 (float32 summation-order differences over 30 layers
@@ -76,6 +78,70 @@ def tl_child(tokens: list[list[int]], out: Path, texts: list[str] | None = None)
     np.savez(out, **arrays)
 
 
+# transformers' LlamaForCausalLM modules (what nnsight's .input / .output return) -> the engine hook holding the
+# same tensor: (hook, module path under model.model.layers[L] ("" = the layer), "in" or "out", heads to split).
+HF_MODULES = (
+    ("hook_resid_pre", "", "in", 0),
+    ("attn.hook_q", "self_attn.q_proj", "out", "h"),
+    ("attn.hook_k", "self_attn.k_proj", "out", "g"),
+    ("attn.hook_v", "self_attn.v_proj", "out", "g"),
+    ("attn.hook_pattern", "self_attn", "weights", 0),
+    ("attn.hook_z", "self_attn.o_proj", "in", "h"),
+    ("hook_attn_out", "self_attn", "out", 0),
+    ("hook_resid_mid", "post_attention_layernorm", "in", 0),
+    ("mlp.hook_pre", "mlp.gate_proj", "out", 0),
+    ("mlp.hook_pre_linear", "mlp.up_proj", "out", 0),
+    ("mlp.hook_post", "mlp.down_proj", "in", 0),
+    ("hook_mlp_out", "mlp", "out", 0),
+    ("hook_resid_post", "", "out", 0),
+)
+
+
+def hf_child(tokens: list[list[int]], out: Path) -> None:
+    """Peers venv: transformers' model (eager attention, so the weights are returned) with forward hooks on
+    the modules of HF_MODULES; each tensor saved under the engine's hook name, plus hook_embed,
+    unembed.hook_in (model.norm's output) and the logits."""
+    import torch
+
+    from tests.bench.peers.torch_worker import load_hf
+
+    model = load_hf()
+    model.set_attn_implementation("eager")
+    cfg = model.config
+    heads = {"h": cfg.num_attention_heads, "g": cfg.num_key_value_heads}
+    arrays: dict[str, np.ndarray] = {}
+
+    def keep(name: str, tensor, split) -> None:
+        t = tensor[0] if isinstance(tensor, tuple) else tensor
+        t = t.detach().float()
+        if split:
+            t = t.reshape(*t.shape[:-1], heads[split], -1)
+        arrays[name] = t.numpy().copy()
+
+    def hook(name: str, where: str, split):
+        def fn(module, args, kwargs, output):
+            if where == "in":
+                keep(name, args[0] if args else kwargs["hidden_states"], split)
+            elif where == "weights":
+                keep(name, output[1], split)
+            else:
+                keep(name, output, split)
+        return fn
+
+    handles = [model.model.embed_tokens.register_forward_hook(hook("hook_embed", "out", 0), with_kwargs=True),
+               model.model.norm.register_forward_hook(hook("unembed.hook_in", "out", 0), with_kwargs=True)]
+    for layer, block in enumerate(model.model.layers):
+        for local, path, where, split in HF_MODULES:
+            module = block.get_submodule(path) if path else block
+            handles.append(module.register_forward_hook(hook(f"blocks.{layer}.{local}", where, split), with_kwargs=True))
+    with torch.inference_mode():
+        logits = model(torch.tensor(tokens, dtype=torch.long), use_cache=False, output_attentions=True).logits
+    for h in handles:
+        h.remove()
+    arrays["logits"] = logits.float().numpy()
+    np.savez(out, **arrays)
+
+
 def engine_child(tokens: list[list[int]], names: list[str], out: Path) -> None:
     """Engine venv: run_with_cache on the same ids for every name the engine knows."""
     import mlx.core as mx
@@ -99,13 +165,10 @@ def engine_child(tokens: list[list[int]], names: list[str], out: Path) -> None:
     (out.parent / (out.stem + ".missing.json")).write_text(json.dumps(missing))
 
 
-def engine_tokens() -> tuple[list[list[int]], list[list[int]] | None]:
-    """The runner's token ids (and the BOS-prepended ids) from the engine's tokenizer, read in a child."""
-    code = ("import json, engine, inspect; m = engine.load_model('smollm2-135m'); p = [%r, %r]; "
-            "plain = [m.tokenizer.encode(t) for t in p]; "
-            "bos = [list(map(int, m.to_tokens(t, prepend_bos=True)[0].tolist())) for t in p] "
-            "if 'prepend_bos' in inspect.signature(m.to_tokens).parameters else None; "
-            "print(json.dumps([plain, bos]))") % (CLEAN, CORRUPTED)
+def engine_tokens() -> tuple[list[list[int]], list[list[int]]]:
+    """The batch's token ids from the engine's to_tokens, without and with BOS (read in an engine child)."""
+    code = ("import json, engine; m = engine.load_model('smollm2-135m'); p = [%r, %r]; "
+            "print(json.dumps([m.to_tokens(p).tolist(), m.to_tokens(p, prepend_bos=True).tolist()]))") % (CLEAN, CORRUPTED)
     out = _run([_engine_python(), "-c", code], engine_env())
     plain, bos = json.loads(out.strip().splitlines()[-1])
     return plain, bos
@@ -187,13 +250,14 @@ def by_kind(rows: list[Row]) -> list[tuple[str, int, str, float, float, float, b
 
 
 def run_pair(tokens: list[list[int]], peers_python: str, work: Path, label: str,
-             texts: list[str] | None = None) -> tuple[list[Row], list[list[int]] | None]:
-    """Both children on ``tokens``; the comparison rows, and TL's own BOS tokenisation of ``texts``."""
+             texts: list[str] | None = None, peer: str = "tl-child") -> tuple[list[Row], list[list[int]] | None]:
+    """The peer child (``tl-child`` or ``hf-child``) and the engine child on ``tokens``; the comparison rows,
+    and TL's own BOS tokenisation of ``texts``."""
     tl_out, eng_out = work / f"tl-{label}.npz", work / f"engine-{label}.npz"
     peers_env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     peers_env["BENCH_GGUF"] = str(gguf_path())
     peers_env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see README: spinning OpenMP threads on a shared machine
-    _run([peers_python, "-m", "tests.bench.peers.cache_parity", "tl-child", json.dumps(tokens), str(tl_out),
+    _run([peers_python, "-m", "tests.bench.peers.cache_parity", peer, json.dumps(tokens), str(tl_out),
           json.dumps(texts)], peers_env)
     tl = dict(np.load(tl_out))
     tl_tokens = tl.pop("tl_to_tokens", None)
@@ -209,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "tl-child":
         tl_child(json.loads(argv[1]), Path(argv[2]), json.loads(argv[3]) if len(argv) > 3 else None)
         return 0
+    if argv and argv[0] == "hf-child":
+        hf_child(json.loads(argv[1]), Path(argv[2]))
+        return 0
     if argv and argv[0] == "engine-child":
         engine_child(json.loads(argv[1]), json.loads(argv[3]), Path(argv[2]))
         return 0
@@ -222,22 +289,22 @@ def main(argv: list[str] | None = None) -> int:
     plain, bos = engine_tokens()
     failures = 0
     with tempfile.TemporaryDirectory(prefix="cache-parity-") as tmp:
-        for label, tokens, texts in (("no-bos", plain, None), ("bos", bos, [CLEAN, CORRUPTED])):
-            if tokens is None:
-                print(f"\n== {label}: the engine's to_tokens has no prepend_bos; skipped")
-                continue
-            rows, tl_tokens = run_pair(tokens, args.peers_python, Path(tmp), label, texts)
+        passes = (("TransformerLens, no BOS", "no-bos", plain, None, "tl-child"),
+                  ("TransformerLens, BOS prepended", "bos", bos, [CLEAN, CORRUPTED], "tl-child"),
+                  ("transformers modules (what nnsight reads), no BOS", "hf", plain, None, "hf-child"))
+        for title, label, tokens, texts, peer in passes:
+            rows, tl_tokens = run_pair(tokens, args.peers_python, Path(tmp), label, texts, peer)
             bad = [r for r in rows if not r[5]]
             failures += len(bad)
-            print(f"\n== {label}: tokens {tokens}")
+            print(f"\n== {title}: tokens {tokens}")
             if texts is not None:
                 same = tl_tokens == tokens
                 failures += not same
                 print(f"TL's own to_tokens(prepend_bos=True) with transformers' tokenizer: {tl_tokens} "
                       f"-> {'same ids as the engine (PASS)' if same else 'DIFFERENT from the engine (MISS)'}")
-            print(f"{len(rows)} TransformerLens hooks + logits: {len(rows) - len(bad)} PASS, {len(bad)} MISS "
-                  f"(max |diff| / max |TL value| <= {TOLERANCE:g}, over the hook and at every position)")
-            print(f"  {'hook':<32} {'n':>3} {'shape (TL = engine)':<22} {'max |diff|':>10} {'relative':>9} {'per pos':>9}")
+            print(f"{len(rows)} {'TransformerLens hooks' if peer == 'tl-child' else 'module tensors'} + logits: {len(rows) - len(bad)} PASS, {len(bad)} MISS "
+                  f"(max |diff| / max |peer value| <= {TOLERANCE:g}, over the hook and at every position)")
+            print(f"  {'hook':<32} {'n':>3} {'shape (peer = engine)':<22} {'max |diff|':>10} {'relative':>9} {'per pos':>9}")
             for kind, n, shape, diff, rel, pos, ok in by_kind(rows):
                 print(f"  {kind:<32} {n:>3} {shape:<22} {diff:10.2e} {rel:9.2e} {pos:9.2e} {'PASS' if ok else 'MISS'}")
             for name, note, diff, rel, pos, ok in rows if args.verbose else bad:
